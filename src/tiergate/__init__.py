@@ -1,0 +1,2 @@
+"""tiergate: a privacy-first, multi-tier LLM gateway."""
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""The validated, frozen configuration schema (what `tiergate.yaml` may say).
+
+Unknown keys are errors. Secrets are references (`env:NAME`, `file:PATH`); they are resolved at
+use time by `resolve_secret` and never printed: `Deployment.__repr__` and `tiergate info` show the
+reference, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Location = Literal["local", "sovereign", "cloud"]
+ProviderName = Literal["openai", "anthropic", "gemini", "ollama", "bedrock"]
+Capability = Literal["tools", "vision", "json", "embeddings", "streaming", "reasoning", "code"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(str):
+    """A secret reference: `env:NAME`, `file:PATH`, or (discouraged) a literal value."""
+
+    def resolve(self, environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        if self.startswith("env:"):
+            return env.get(self[4:]) or None
+        if self.startswith("file:"):
+            try:
+                return Path(self[5:]).expanduser().read_text(encoding="utf-8").strip() or None
+            except OSError:
+                return None
+        return str(self) or None
+
+    @property
+    def display(self) -> str:
+        """What may be shown to people: the reference, never a literal secret."""
+        if self.startswith(("env:", "file:")):
+            return str(self)
+        return "<inline secret>"
+
+
+def resolve_secret(ref: str | None) -> str | None:
+    return SecretRef(ref).resolve() if ref else None
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=0, le=65535)
+    master_key: str | None = "env:TIERGATE_MASTER_KEY"
+    max_body_mb: float = Field(20.0, gt=0)
+    workers: int = Field(1, ge=1, le=64)
+    shutdown_grace_s: float = Field(30.0, ge=0)
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for k, v in super().__repr_args__():
+            yield (k, SecretRef(v).display if k == "master_key" and v else v)
+
+
+class StoreConfig(_Frozen):
+    url: str = "sqlite:///data/tiergate.db"
+    log_bodies: bool = False  # prompt/response bodies are not stored unless enabled
+    flush_interval_ms: int = Field(200, ge=1)
+    batch_size: int = Field(500, ge=1)
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for k, v in super().__repr_args__():
+            yield (k, _mask_url_password(v) if k == "url" else v)
+
+
+def _mask_url_password(url: str) -> str:
+    """`postgresql://user:pw@host/db` -> `postgresql://user:***@host/db` (for display)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in creds):
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+class PrivacyConfig(_Frozen):
+    default_level: Literal["PRIVATE", "SENSITIVE", "PUBLIC"] = "PUBLIC"
+
+    @field_validator("default_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Price(_Frozen):
+    """USD per 1M tokens."""
+
+    input: Decimal = Field(Decimal(0), ge=0)
+    output: Decimal = Field(Decimal(0), ge=0)
+
+
+class Deployment(_Frozen):
+    """One model at one endpoint."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/@-]+$")
+    provider: ProviderName = "openai"
+    base_url: str = ""
+    model: str = Field(min_length=1)
+    api_key: str | None = None
+    location: Location
+    residency: str = ""
+    tier: str | None = None
+    price: Price = Price()
+    latency_ms: float | None = Field(None, gt=0)
+    throughput_tps: float | None = Field(None, gt=0)
+    quality: float = Field(0.5, ge=0, le=1)
+    capabilities: tuple[Capability, ...] = ()
+    context_length: int | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Display data for the ALEM banner / `tiergate info`.
+    tier_name: str | None = None
+    cost_range: str | None = None
+    best_for: str | None = None
+    models_label: str | None = None
+    provider_label: str | None = None  # who runs the endpoint, e.g. "Groq Cloud"
+    # Set by the loader, not by users: where this deployment came from, and whether it is a
+    # gateway-started simulated upstream (profile name).
+    source: str = ""
+    simulated: Literal["local", "sovereign", "cloud"] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        return SecretRef(v) if v else None
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for k, v in super().__repr_args__():
+            if k == "api_key" and v:
+                v = SecretRef(v).display
+            elif k == "headers" and v:
+                v = {h: SecretRef(x).display for h, x in v.items()}
+            yield (k, v)
+
+
+class Settings(_Frozen):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    deployments: tuple[Deployment, ...] = ()
+    model_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Where the settings came from (file path, "environment", "defaults"), for banners.
+    origin: str = ""
+
+    def deployment(self, name: str) -> Deployment | None:
+        for d in self.deployments:
+            if d.name == name:
+                return d
+        return None
+
+    @property
+    def simulated(self) -> bool:
+        return any(d.simulated for d in self.deployments)

@@ -1,0 +1,470 @@
+"""The request path, top to bottom. Every inbound API (OpenAI route, SDK, later Anthropic route
+and batches) calls `Gateway.chat`; each stage is a call into its own module:
+
+    authenticate  key -> principal                                   (auth.py)
+    validate      body -> ChatRequest                                (request.py)
+    classify      declared level (header / metadata / constraint) or default -> effective level
+    resolve       model name -> model group candidates               (404 lists known names)
+    eligible      privacy by location, then constraints              (routing/eligible.py)
+    admit         rate limits and budget reservation                 (later: budget/)
+    cache         exact / semantic lookup                            (later: cache/)
+    route         order the candidates: the group's fallback order   (later: routing strategies)
+    explain       `x-tiergate-explain: true` returns the trace here, nothing is called
+    transform     per candidate: redact / pseudonymise               (later: privacy/)
+    audit         egress record before a non-local call              (later: audit.py)
+    call          adapter call; fallback to the next candidate on connection errors, timeouts,
+                  429 and 5xx; other 4xx are returned as they are
+    settle        usage (reported, else estimated) into the record   (later: ledger)
+    record        request log row, batched off the hot path          (store/)
+
+The decision trace (`Decision`) is a value, so `explain` and the logs come from the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+from .auth import Authenticator, Principal
+from .config.models import Deployment, Settings, resolve_secret
+from .errors import (
+    AllCandidatesFailedError,
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PolicyError,
+    UnprocessableRequestError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from .privacy.levels import PrivacyLevel, parse_level
+from .providers import Provider, create_provider
+from .request import parse_chat_request
+from .routing.eligible import Exclusion, estimate_prompt_tokens, predicted_cost, split_eligible
+from .store import RequestLogRecord, RequestLogWriter
+from .types import ChatRequest, ChatResult, ChatStream, StreamEvent, Usage
+
+_NUMERIC_CONSTRAINTS = ("max_latency_ms", "max_cost")
+
+
+@dataclass(slots=True)
+class Decision:
+    """Why this level, why these candidates, why this order."""
+
+    request_id: str
+    model: str
+    privacy: PrivacyLevel = PrivacyLevel.PUBLIC
+    privacy_reason: str = ""
+    candidates: list[str] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    strategy: str = "ordered"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "model": self.model,
+            "privacy": {"level": self.privacy.name, "reason": self.privacy_reason},
+            "candidates": self.candidates,
+            "excluded": [{"deployment": e.deployment, "reason": e.reason, "kind": e.kind} for e in self.excluded],
+            "strategy": self.strategy,
+            "order": self.order,
+            "upstream_called": False,
+        }
+
+
+@dataclass(slots=True)
+class Receipt:
+    """The residency receipt every answer carries."""
+
+    request_id: str
+    deployment: str
+    location: str
+    residency: str
+    privacy: str
+    overhead_ms: float
+    fallbacks: int = 0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-request-id": self.request_id,
+            "x-tiergate-deployment": self.deployment,
+            "x-tiergate-location": self.location,
+            "x-tiergate-residency": self.residency,
+            "x-tiergate-privacy": self.privacy,
+            "x-tiergate-overhead-ms": f"{self.overhead_ms:.3f}",
+            "x-tiergate-fallbacks": str(self.fallbacks),
+        }
+
+
+@dataclass(slots=True)
+class Completed:
+    result: ChatResult
+    receipt: Receipt
+    decision: Decision
+
+
+@dataclass(slots=True)
+class Explained:
+    decision: Decision
+
+
+class Streaming:
+    """An answer being streamed: iterate `events()`; always `aclose()` when done.
+
+    Fallback is over once this exists: the first event already came from `receipt.deployment`.
+    """
+
+    def __init__(
+        self, gateway: Gateway, ctx: _Call, stream: ChatStream, first: StreamEvent, receipt: Receipt,
+        decision: Decision, release: asyncio.Semaphore | None,
+    ) -> None:
+        self.receipt = receipt
+        self.decision = decision
+        self._gw, self._ctx, self._stream, self._first = gateway, ctx, stream, first
+        self._release = release
+        self._closed = False
+        self._status = 499  # until the stream ends cleanly: the client went away
+        self._error: str | None = None
+        self._usage: Usage | None = None
+        self._content_events = 0
+
+    def _accept(self, ev: StreamEvent) -> bool:
+        """Track usage; False for the usage-only chunk the client did not ask for."""
+        if b'"content":"' in ev.raw:
+            self._content_events += 1
+        usage = ev.maybe_usage()
+        if usage is not None:
+            self._usage = usage
+            if not self._ctx.req.include_usage and not ev.data.get("choices"):
+                return False
+        return True
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        try:
+            if self._accept(self._first):
+                yield self._first
+            async for ev in self._stream:
+                if self._accept(ev):
+                    yield ev
+            self._status = 200
+        except UpstreamError as exc:
+            self._status, self._error = exc.status, exc.code
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._release is not None:
+                self._release.release()
+            usage = self._usage
+            if usage is None:
+                usage = Usage(
+                    estimate_prompt_tokens(self._ctx.req.body), self._content_events, 0, estimated=True
+                )
+                usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+            self._gw._record(self._ctx, self._status, usage=usage, error_code=self._error)
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-request bookkeeping shared by the stages."""
+
+    request_id: str
+    t0: float
+    principal: Principal
+    req: ChatRequest
+    decision: Decision
+    deployment: Deployment | None = None
+    upstream_s: float = 0.0
+    ttft_s: float | None = None
+    attempts: list[UpstreamError] = field(default_factory=list)
+
+
+class Gateway:
+    """The in-process gateway: settings, adapters, and the request pipeline."""
+
+    def __init__(self, settings: Settings, *, log_writer: RequestLogWriter | None = None) -> None:
+        self.settings = settings
+        self.auth = Authenticator(resolve_secret(settings.server.master_key))
+        self.default_level = parse_level(settings.privacy.default_level)
+        self.log_writer = log_writer
+        self.providers: dict[str, Provider] = {d.name: create_provider(d) for d in settings.deployments}
+        self.deployments: dict[str, Deployment] = {d.name: d for d in settings.deployments}
+        self.groups: dict[str, tuple[Deployment, ...]] = {
+            name: tuple(self.deployments[n] for n in members)
+            for name, members in settings.model_groups.items()
+        }
+        for d in settings.deployments:  # every deployment is addressable by its own name
+            self.groups.setdefault(d.name, (d,))
+        self._limits: dict[str, asyncio.Semaphore] = {}
+
+    async def start(self) -> None:
+        for d in self.settings.deployments:
+            if d.max_concurrency:
+                self._limits[d.name] = asyncio.Semaphore(d.max_concurrency)
+        await asyncio.gather(*(p.start() for p in self.providers.values()))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
+
+    # ------------------------------------------------------------------ the pipeline
+    async def chat(
+        self,
+        body: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+        t0: float | None = None,
+    ) -> Completed | Streaming | Explained:
+        t0 = time.perf_counter() if t0 is None else t0
+        headers = headers or {}
+        request_id = request_id or f"req_{uuid.uuid4().hex}"
+
+        principal = principal or self.auth.authenticate(api_key)  # authenticate
+        req = parse_chat_request(body)  # validate
+        decision = Decision(request_id, req.model)
+        ctx = _Call(request_id, t0, principal, req, decision)
+        try:
+            decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
+            candidates = self._resolve(req.model)  # resolve
+            decision.candidates = [d.name for d in candidates]
+            eligible = self._eligible(ctx, candidates)  # eligible
+            # admit, cache: later issues (budgets, caching) plug in here.
+            decision.order = [d.name for d in eligible]  # route: the group's fallback order
+            if _truthy(headers.get("x-tiergate-explain")):  # explain
+                return Explained(decision)
+            if req.stream:
+                return await self._call_stream(ctx, eligible)  # transform/audit/call
+            return await self._call(ctx, eligible)
+        except GatewayError as exc:
+            self._record(ctx, exc.status, error_code=exc.code)  # record failures too
+            raise
+
+    def _classify(self, req: ChatRequest, headers: Mapping[str, str]) -> tuple[PrivacyLevel, str]:
+        """The declared level wins over the default; several declarations: the strictest."""
+        declared: list[tuple[PrivacyLevel, str]] = []
+        for value, source, param in (
+            (headers.get("x-tiergate-privacy"), "header x-tiergate-privacy", "x-tiergate-privacy"),
+            (req.declared_privacy, req.privacy_source, "metadata.privacy"),
+            (req.constraints.get("privacy"), "constraints.privacy", "metadata.constraints.privacy"),
+        ):
+            if value is None:
+                continue
+            try:
+                declared.append((parse_level(value), f"declared by {source}"))
+            except ValueError as exc:
+                raise InvalidRequestError(f"invalid privacy level in {source}: {exc}", param=param) from None
+        for name in _NUMERIC_CONSTRAINTS:
+            value = req.constraints.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InvalidRequestError(
+                    f"constraint {name} must be a number (got {value!r})", param=f"metadata.constraints.{name}"
+                )
+        if not declared:
+            return self.default_level, "default (privacy.default_level)"
+        return max(declared, key=lambda item: item[0])
+
+    def _resolve(self, model: str) -> tuple[Deployment, ...]:
+        group = self.groups.get(model)
+        if group is None:
+            known = ", ".join(sorted(self.settings.model_groups) or sorted(self.groups))
+            raise ModelNotFoundError(
+                f"model '{model}' is not configured on this gateway; known models: {known}",
+                param="model",
+            )
+        return group
+
+    def _eligible(self, ctx: _Call, candidates: tuple[Deployment, ...]) -> list[Deployment]:
+        level = ctx.decision.privacy
+        eligible, excluded = split_eligible(candidates, level, ctx.req.body, ctx.req.constraints)
+        ctx.decision.excluded = excluded
+        if eligible:
+            return eligible
+        reasons = "; ".join(e.reason for e in excluded)
+        if any(e.kind == "privacy" for e in excluded) and not any(e.kind == "constraint" for e in excluded):
+            raise PolicyError(
+                f"no deployment of model '{ctx.req.model}' is cleared for {level.name} data "
+                f"({ctx.decision.privacy_reason}): {reasons}. Nothing was sent upstream."
+            )
+        raise UnprocessableRequestError(
+            f"no deployment of model '{ctx.req.model}' satisfies the request's constraints: {reasons}",
+            code="no_eligible_deployment",
+        )
+
+    def _upstream_body(self, req: ChatRequest, d: Deployment) -> dict[str, Any]:
+        body = dict(req.body)
+        body["model"] = d.model
+        if req.stream and not req.include_usage:
+            # Ask for usage anyway, for the record; that chunk is not passed to the client.
+            opts = dict(body.get("stream_options") or {})
+            opts["include_usage"] = True
+            body["stream_options"] = opts
+        return body
+
+    async def _call(self, ctx: _Call, order: list[Deployment]) -> Completed:
+        for d in order:
+            body = self._upstream_body(ctx.req, d)  # transform: later issues redact here
+            limit = self._limits.get(d.name)
+            t_up = time.perf_counter()
+            try:
+                if limit is None:
+                    result = await self.providers[d.name].chat(body)
+                else:
+                    async with limit:
+                        result = await self.providers[d.name].chat(body)
+            except UpstreamError as exc:
+                ctx.upstream_s += time.perf_counter() - t_up
+                if not self._failed_attempt(ctx, d, exc):
+                    raise
+                continue
+            ctx.upstream_s += time.perf_counter() - t_up
+            ctx.deployment = d
+            receipt = self._receipt(ctx, d)
+            usage = result.usage or _estimate_usage(ctx.req.body, result)
+            self._record(ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms)
+            return Completed(result, receipt, ctx.decision)
+        raise AllCandidatesFailedError(ctx.attempts)
+
+    async def _call_stream(self, ctx: _Call, order: list[Deployment]) -> Streaming:
+        for d in order:
+            body = self._upstream_body(ctx.req, d)
+            limit = self._limits.get(d.name)
+            t_up = time.perf_counter()
+            if limit is not None:
+                await limit.acquire()
+            stream: ChatStream | None = None
+            try:
+                stream = await self.providers[d.name].open_stream(body)
+                # Fallback stays possible until the first event: pull it before committing.
+                first = await anext(aiter(stream))
+                first.data  # noqa: B018 - parse the first event once: malformed -> fallback
+            except (UpstreamError, StopAsyncIteration, ValueError) as exc:
+                ctx.upstream_s += time.perf_counter() - t_up
+                if limit is not None:
+                    limit.release()
+                if stream is not None:
+                    await stream.aclose()
+                if isinstance(exc, StopAsyncIteration):
+                    exc = UpstreamProtocolError("upstream stream ended without any event", deployment=d.name)
+                elif isinstance(exc, ValueError):
+                    exc = UpstreamProtocolError("upstream sent a malformed stream event", deployment=d.name)
+                if not self._failed_attempt(ctx, d, exc):
+                    raise exc from None
+                continue
+            except BaseException:
+                if limit is not None:
+                    limit.release()
+                if stream is not None:
+                    await stream.aclose()
+                raise
+            ctx.upstream_s += time.perf_counter() - t_up
+            ctx.ttft_s = time.perf_counter() - ctx.t0
+            ctx.deployment = d
+            return Streaming(self, ctx, stream, first, self._receipt(ctx, d), ctx.decision, limit)
+        raise AllCandidatesFailedError(ctx.attempts)
+
+    def _failed_attempt(self, ctx: _Call, d: Deployment, exc: UpstreamError) -> bool:
+        """Note a failed attempt; True if the next candidate may be tried."""
+        exc.deployment = d.name
+        ctx.attempts.append(exc)
+        return exc.retryable
+
+    def _receipt(self, ctx: _Call, d: Deployment) -> Receipt:
+        overhead = (time.perf_counter() - ctx.t0 - ctx.upstream_s) * 1000.0
+        return Receipt(
+            ctx.request_id, d.name, d.location, d.residency, ctx.decision.privacy.name,
+            overhead, len(ctx.attempts),
+        )
+
+    def _record(
+        self, ctx: _Call, status: int, *, usage: Usage | None = None, error_code: str | None = None,
+        overhead_ms: float | None = None,
+    ) -> None:
+        if self.log_writer is None:
+            return
+        now = time.perf_counter()
+        d = ctx.deployment
+        total_ms = (now - ctx.t0) * 1000.0
+        upstream_ms = ctx.upstream_s * 1000.0
+        cost = None
+        if usage is not None and d is not None:
+            cost = predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
+        self.log_writer.submit(
+            RequestLogRecord(
+                id=ctx.request_id,
+                model_group=ctx.req.model,
+                deployment=d.name if d else None,
+                location=d.location if d else None,
+                residency=d.residency if d else None,
+                privacy_level=ctx.decision.privacy.name,
+                status_code=status,
+                latency_ms=total_ms,
+                overhead_ms=overhead_ms if overhead_ms is not None else max(0.0, total_ms - upstream_ms),
+                upstream_ms=upstream_ms,
+                key_id=ctx.principal.key_id,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                total_tokens=usage.total_tokens if usage else 0,
+                tokens_estimated=usage.estimated if usage else False,
+                cost_usd=cost,
+                ttft_ms=ctx.ttft_s * 1000.0 if ctx.ttft_s is not None else None,
+                error_code=error_code,
+                stream=ctx.req.stream,
+                fallbacks=len(ctx.attempts),
+                attempts=[
+                    {"deployment": a.deployment, "error_code": a.code, "status": a.upstream_status}
+                    for a in ctx.attempts
+                ],
+                request_body=None,
+                response_body=None,
+            )
+        )
+
+    # ------------------------------------------------------------------ discovery
+    def list_models(self) -> list[dict[str, Any]]:
+        created = 0
+        out = []
+        for name, members in sorted(self.settings.model_groups.items()):
+            out.append(_model_entry(name, created, "group", members))
+        for d in self.settings.deployments:
+            if d.name not in self.settings.model_groups:
+                out.append(_model_entry(d.name, created, "deployment", (d.name,)))
+        return out
+
+    def ready_deployments(self) -> list[str]:
+        return [d.name for d in self.settings.deployments if d.base_url]
+
+
+def _model_entry(name: str, created: int, kind: str, members: Any) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "tiergate",
+        "tiergate": {"kind": kind, "deployments": list(members)},
+    }
+
+
+def _estimate_usage(body: dict[str, Any], result: ChatResult) -> Usage:
+    prompt = estimate_prompt_tokens(body)
+    chars = 0
+    for choice in result.json().get("choices") or ():
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+            chars += len(msg["content"])
+    completion = max(1, chars // 4)
+    return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,1 @@
+"""Privacy: request levels, which locations each level may reach (detection comes later)."""

@@ -1,0 +1,160 @@
+"""The provider adapter interface, and the translation of transport failures into gateway errors.
+
+An adapter speaks one upstream wire format for one deployment. It owns its pooled keep-alive HTTP
+client, and translates requests from and answers into the canonical OpenAI format
+(`tiergate.types`). Everything above this seam (pipeline, routing, SDK) depends on `Provider`
+only, never on a concrete vendor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from ..config.models import Deployment
+from ..errors import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from ..types import ChatResult, ChatStream
+
+
+@dataclass(slots=True)
+class Health:
+    ok: bool
+    latency_ms: float | None = None
+    models: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Provider(ABC):
+    """One deployment's adapter. `start()` runs on the serving event loop before first use."""
+
+    wire: ClassVar[str]
+
+    def __init__(self, deployment: Deployment, *, api_key: str | None = None) -> None:
+        self.deployment = deployment
+        self.name = deployment.name
+        self.api_key = api_key
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Create pooled clients; called once on the event loop that will use the adapter."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled clients."""
+
+    @abstractmethod
+    async def chat(self, body: dict[str, Any]) -> ChatResult:
+        """One complete answer. `body` is OpenAI-format with `model` already the upstream id."""
+
+    @abstractmethod
+    async def open_stream(self, body: dict[str, Any]) -> ChatStream:
+        """Start a streamed answer; raises `UpstreamError` if the upstream refuses it."""
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise UpstreamError(
+            f"deployment {self.name} ({self.wire}) does not serve embeddings",
+            deployment=self.name,
+        )
+
+    @abstractmethod
+    async def list_models(self) -> list[str]:
+        """The model ids the endpoint reports (a cheap call, used as the health probe)."""
+
+    async def health(self) -> Health:
+        t0 = time.perf_counter()
+        try:
+            models = await self.list_models()
+        except UpstreamError as exc:
+            return Health(False, error=exc.message)
+        return Health(True, (time.perf_counter() - t0) * 1000.0, models)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """`retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def upstream_message(body: bytes) -> str:
+    """The upstream's own error message (OpenAI/Anthropic/Gemini shapes), short."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or "no body"
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("type") or err)[:300]
+    if isinstance(err, str):
+        return err[:300]
+    if isinstance(data, dict) and "message" in data:
+        return str(data["message"])[:300]
+    return str(data)[:300]
+
+
+def status_error(deployment: str, status: int, body: bytes, headers: Any) -> UpstreamStatusError:
+    if status in (401, 403):
+        # Never echo the upstream's words here: some repeat part of the key they refused.
+        message = (
+            f"upstream returned {status}: it refused the gateway's credentials for deployment "
+            f"'{deployment}' (check that deployment's api_key setting)"
+        )
+    else:
+        message = f"upstream returned {status}: {upstream_message(body)}"
+    return UpstreamStatusError(
+        message,
+        deployment=deployment,
+        upstream_status=status,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def translate_exception(exc: BaseException, deployment: str) -> UpstreamError:
+    """Map transport exceptions to gateway errors, most specific first."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeoutError("upstream timed out", deployment=deployment)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamProtocolError(
+            "upstream connection broke off in the middle of the answer", deployment=deployment
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectionError(
+            f"cannot connect to upstream ({exc.os_error.strerror or exc.os_error})",
+            deployment=deployment,
+        )
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        return UpstreamConnectionError(
+            "upstream closed the connection (reset)", deployment=deployment
+        )
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamConnectionError(f"upstream client error: {type(exc).__name__}", deployment=deployment)
+    if isinstance(exc, (orjson.JSONDecodeError, ValueError)):
+        return UpstreamProtocolError("upstream sent malformed JSON", deployment=deployment)
+    return UpstreamError(f"upstream call failed: {type(exc).__name__}", deployment=deployment)

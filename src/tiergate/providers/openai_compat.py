@@ -1,0 +1,183 @@
+"""Adapter for OpenAI-compatible upstreams.
+
+Covers OpenAI, Groq, DeepSeek, Mistral, Together, AzInTelecom's sovereign endpoint, vLLM,
+llama.cpp's server, Ollama's `/v1`, and the OpenAI-compatible endpoints of Gemini and Anthropic.
+Answers already are in the canonical format, so non-streamed bodies are passed back byte for byte
+and streamed events are forwarded one by one as they arrive, never buffered whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from ..errors import UpstreamError, UpstreamProtocolError
+from ..types import ChatResult, StreamEvent, Usage
+from .base import Provider, status_error, translate_exception
+from .sse import iter_sse
+
+_JSON = "application/json"
+
+
+class OpenAICompatProvider(Provider):
+    wire = "openai"
+
+    _session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        d = self.deployment
+        headers = {"content-type": _JSON, "accept": _JSON}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        headers.update(d.headers)
+        connector = aiohttp.TCPConnector(
+            limit=d.max_concurrency or 0,  # 0 = no cap; the pipeline bounds concurrency
+            limit_per_host=0,
+            keepalive_timeout=30,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=False,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=d.timeout_s, sock_connect=d.connect_timeout_s),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        self._chat_url = f"{d.base_url}/chat/completions"
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=d.connect_timeout_s, sock_read=d.timeout_s
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
+        return self._session
+
+    async def chat(self, body: dict[str, Any]) -> ChatResult:
+        try:
+            async with self._http().post(self._chat_url, data=orjson.dumps(body)) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise status_error(self.name, resp.status, raw, resp.headers)
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("upstream sent malformed JSON", deployment=self.name) from exc
+        if not isinstance(data, dict) or "choices" not in data:
+            raise UpstreamProtocolError(
+                "upstream answer is not a chat.completion object", deployment=self.name
+            )
+        return ChatResult(raw, Usage.from_openai(data.get("usage")), data)
+
+    async def open_stream(self, body: dict[str, Any]) -> _OpenAIStream:
+        try:
+            resp = await self._http().post(
+                self._chat_url, data=orjson.dumps(body), timeout=self._stream_timeout
+            )
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+        if resp.status != 200:
+            try:
+                raw = await resp.read()
+            except Exception:  # noqa: BLE001 - the status already says what failed
+                raw = b""
+            finally:
+                resp.release()
+            raise status_error(self.name, resp.status, raw, resp.headers)
+        return _OpenAIStream(resp, self.name)
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.deployment.base_url}/embeddings"
+        try:
+            async with self._http().post(url, data=orjson.dumps(body)) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise status_error(self.name, resp.status, raw, resp.headers)
+            data: dict[str, Any] = orjson.loads(raw)
+            return data
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+
+    async def list_models(self) -> list[str]:
+        url = f"{self.deployment.base_url}/models"
+        try:
+            async with self._http().get(
+                url, timeout=aiohttp.ClientTimeout(total=min(5.0, self.deployment.timeout_s))
+            ) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise status_error(self.name, resp.status, raw, resp.headers)
+            data = orjson.loads(raw)
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+        items = data.get("data") if isinstance(data, dict) else None
+        return [str(m.get("id")) for m in items or [] if isinstance(m, dict)]
+
+
+class _OpenAIStream:
+    """Forwards an upstream SSE stream event by event.
+
+    Ends cleanly only on `data: [DONE]` (or end of body after a finish_reason, for servers that
+    omit the marker); a stream that breaks off earlier raises `UpstreamProtocolError`, so the
+    client is told instead of receiving a silently cut answer.
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, deployment: str) -> None:
+        self._resp = resp
+        self._deployment = deployment
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        finished = False
+        try:
+            async for sse in iter_sse(self._resp.content.iter_any()):
+                data = sse.data
+                if data == b"[DONE]":
+                    return
+                if sse.event == b"error" or data.startswith(b'{"error"'):
+                    raise UpstreamProtocolError(
+                        f"upstream reported an error mid-stream: {_error_text(data)}",
+                        deployment=self._deployment,
+                    )
+                if not (data.startswith(b"{") and data.endswith(b"}")):
+                    raise UpstreamProtocolError(
+                        "upstream sent a malformed stream event", deployment=self._deployment
+                    )
+                ev = StreamEvent(data)
+                if not finished and ev.has_finish_reason():
+                    finished = True
+                yield ev
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise translate_exception(exc, self._deployment) from exc
+        finally:
+            self._resp.release()
+        if not finished:
+            raise UpstreamProtocolError(
+                "upstream stream ended before the answer was complete (no [DONE])",
+                deployment=self._deployment,
+            )
+
+    async def aclose(self) -> None:
+        self._resp.close()
+
+
+def _error_text(data: bytes) -> str:
+    try:
+        err = orjson.loads(data).get("error")
+        return str(err.get("message") if isinstance(err, dict) else err)[:300]
+    except Exception:  # noqa: BLE001
+        return data[:200].decode("utf-8", "replace")

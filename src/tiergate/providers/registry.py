@@ -1,0 +1,26 @@
+"""Wire-format name -> adapter class. The one place that knows which adapters exist."""
+
+from __future__ import annotations
+
+from ..config.models import Deployment, resolve_secret
+from .base import Provider
+from .openai_compat import OpenAICompatProvider
+
+ADAPTERS: dict[str, type[Provider]] = {
+    "openai": OpenAICompatProvider,
+}
+
+
+class UnsupportedProviderError(ValueError):
+    pass
+
+
+def create_provider(deployment: Deployment) -> Provider:
+    cls = ADAPTERS.get(deployment.provider)
+    if cls is None:
+        raise UnsupportedProviderError(
+            f"deployment '{deployment.name}': provider '{deployment.provider}' has no adapter in "
+            f"this version (available: {', '.join(sorted(ADAPTERS))}); point it at the "
+            "provider's OpenAI-compatible endpoint with provider: openai"
+        )
+    return cls(deployment, api_key=resolve_secret(deployment.api_key))

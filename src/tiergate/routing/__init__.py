@@ -1,0 +1,1 @@
+"""Routing: which deployments are eligible for a request, and in what order to try them."""

@@ -1,0 +1,96 @@
+"""Eligibility: the deployments a request may reach, and why each other one was excluded.
+
+Privacy comes first and is absolute (location against the request's level); then the request's
+constraints (expected latency, predicted cost). The reasons are part of the decision trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Sequence
+
+from ..config.models import Deployment
+from ..privacy.levels import ALLOWED_LOCATIONS, PrivacyLevel
+
+DEFAULT_MAX_TOKENS_FOR_ESTIMATE = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class Exclusion:
+    deployment: str
+    reason: str
+    kind: str  # "privacy" | "constraint"
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """A local token estimate (about 4 characters a token); no tokenizer download needed."""
+    chars = 0
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+    return max(1, chars // 4)
+
+
+def predicted_cost(d: Deployment, prompt_tokens: int, max_tokens: int) -> Decimal:
+    per = Decimal(1_000_000)
+    return (d.price.input * prompt_tokens + d.price.output * max_tokens) / per
+
+
+def split_eligible(
+    candidates: Sequence[Deployment],
+    level: PrivacyLevel,
+    body: dict[str, Any],
+    constraints: dict[str, Any],
+) -> tuple[list[Deployment], list[Exclusion]]:
+    allowed = ALLOWED_LOCATIONS[level]
+    max_latency = constraints.get("max_latency_ms")
+    max_cost = constraints.get("max_cost")
+    prompt_tokens = -1
+    eligible: list[Deployment] = []
+    excluded: list[Exclusion] = []
+    for d in candidates:
+        if d.location not in allowed:
+            excluded.append(
+                Exclusion(
+                    d.name,
+                    f"{d.name} is {d.location} ({d.residency or 'unknown residency'}); "
+                    f"{level.name} data may reach only {', '.join(sorted(allowed))}",
+                    "privacy",
+                )
+            )
+            continue
+        if max_latency is not None and d.latency_ms is not None and d.latency_ms > float(max_latency):
+            excluded.append(
+                Exclusion(
+                    d.name,
+                    f"{d.name} expects {d.latency_ms:g} ms > max_latency_ms {max_latency}",
+                    "constraint",
+                )
+            )
+            continue
+        if max_cost is not None:
+            if prompt_tokens < 0:
+                prompt_tokens = estimate_prompt_tokens(body)
+            out = int(
+                body.get("max_completion_tokens")
+                or body.get("max_tokens")
+                or DEFAULT_MAX_TOKENS_FOR_ESTIMATE
+            )
+            cost = predicted_cost(d, prompt_tokens, out)
+            if cost > Decimal(str(max_cost)):
+                excluded.append(
+                    Exclusion(
+                        d.name,
+                        f"{d.name} predicted cost ${cost:.6f} > max_cost ${max_cost}",
+                        "constraint",
+                    )
+                )
+                continue
+        eligible.append(d)
+    return eligible, excluded

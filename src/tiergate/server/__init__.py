@@ -1,0 +1,1 @@
+"""HTTP server: the aiohttp app and the process runner."""

@@ -1,0 +1,200 @@
+"""The HTTP app (aiohttp): OpenAI-compatible routes, health and readiness.
+
+aiohttp's server and client were chosen by measurement (see bench/README.md and ARCHITECTURE.md):
+the upstream client dominates per-request CPU, the server comes second. Handlers stay thin: they
+translate HTTP to `Gateway.chat` and its outcome back to HTTP. Every answer, errors included,
+carries `x-request-id`; successful ones carry the residency receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from ..auth import token_from_headers
+from ..errors import GatewayError, InvalidRequestError, PayloadTooLargeError, UpstreamError
+from ..pipeline import Completed, Explained, Gateway, Streaming
+from ..store import Store
+
+log = logging.getLogger("tiergate.server")
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+STORE_KEY: web.AppKey[Store | None] = web.AppKey("store", object)  # type: ignore[arg-type]
+MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
+
+_JSON = "application/json"
+_SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+_DONE = b"data: [DONE]\n\n"
+
+
+def _new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def error_response(exc: GatewayError, request_id: str) -> web.Response:
+    headers = {"x-request-id": request_id, **exc.headers}
+    return web.Response(
+        body=orjson.dumps(exc.to_dict()), status=exc.status, content_type=_JSON, headers=headers
+    )
+
+
+def _internal_error(request_id: str) -> web.Response:
+    exc = GatewayError(f"internal gateway error (request id {request_id}); see the gateway log")
+    return error_response(exc, request_id)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        rid = request.headers.get("x-request-id") or _new_request_id()
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
+        err = GatewayError(
+            f"{request.method} {request.path}: {exc.reason}", code=code, status=exc.status
+        )
+        err.type = "invalid_request_error"
+        return error_response(err, rid)
+
+
+async def _read_json(request: web.Request) -> Any:
+    limit = request.app[MAX_BODY_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(
+            f"request body of {request.content_length} bytes is over the limit of {limit} bytes "
+            "(server.max_body_mb)"
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLargeError(
+            f"request body is over the limit of {limit} bytes (server.max_body_mb)"
+        ) from None
+    if not raw:
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    headers = request.headers
+    rid = headers.get("x-request-id") or _new_request_id()
+    gateway = request.app[GATEWAY_KEY]
+    try:
+        body = await _read_json(request)
+        outcome = await gateway.chat(
+            body,
+            headers=headers,
+            api_key=token_from_headers(headers.get("authorization"), headers.get("x-api-key")),
+            request_id=rid,
+            t0=t0,
+        )
+    except GatewayError as exc:
+        return error_response(exc, rid)
+    except Exception:
+        log.exception("unhandled error in chat completion (request id %s)", rid)
+        return _internal_error(rid)
+    if isinstance(outcome, Completed):
+        return web.Response(
+            body=outcome.result.raw, content_type=_JSON, headers=outcome.receipt.headers()
+        )
+    if isinstance(outcome, Explained):
+        return web.Response(
+            body=orjson.dumps(outcome.decision.to_dict()),
+            content_type=_JSON,
+            headers={"x-request-id": rid, "x-tiergate-explain": "true"},
+        )
+    return await _stream(request, outcome)
+
+
+async def _stream(request: web.Request, outcome: Streaming) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **outcome.receipt.headers()})
+    events = outcome.events()
+    try:
+        await resp.prepare(request)
+        try:
+            async for ev in events:
+                await resp.write(b"data: " + ev.raw + b"\n\n")
+        except UpstreamError as exc:
+            # Tell the client explicitly; never end as if the answer were complete.
+            log.warning(
+                "upstream stream failed (request id %s, deployment %s): %s",
+                outcome.receipt.request_id, exc.deployment, exc.code,
+            )
+            await resp.write(b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n")
+        else:
+            await resp.write(_DONE)
+        await resp.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away; the record says 499
+    finally:
+        await events.aclose()
+        await outcome.aclose()
+    return resp
+
+
+async def list_models(request: web.Request) -> web.Response:
+    rid = request.headers.get("x-request-id") or _new_request_id()
+    gateway = request.app[GATEWAY_KEY]
+    headers = request.headers
+    try:
+        gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
+    except GatewayError as exc:
+        return error_response(exc, rid)
+    payload = {"object": "list", "data": gateway.list_models()}
+    return web.Response(body=orjson.dumps(payload), content_type=_JSON, headers={"x-request-id": rid})
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready when the store answers and at least one deployment answers its health probe."""
+    gateway = request.app[GATEWAY_KEY]
+    store = request.app[STORE_KEY]
+    store_ok = await store.ping() if store is not None else True
+    probes = await asyncio.gather(
+        *(asyncio.wait_for(p.health(), 3.0) for p in gateway.providers.values()),
+        return_exceptions=True,
+    )
+    deployments = {}
+    for name, probe in zip(gateway.providers, probes):
+        if isinstance(probe, BaseException):
+            deployments[name] = {"ok": False, "error": type(probe).__name__}
+        else:
+            deployments[name] = {"ok": probe.ok, "latency_ms": probe.latency_ms, "error": probe.error}
+    usable = any(v["ok"] for v in deployments.values())
+    ok = store_ok and usable
+    body = {"status": "ready" if ok else "not_ready", "store": store_ok, "deployments": deployments}
+    return web.Response(body=orjson.dumps(body), status=200 if ok else 503, content_type=_JSON)
+
+
+def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: int | None = None) -> web.Application:
+    limit = max_body_bytes or int(gateway.settings.server.max_body_mb * 1024 * 1024)
+    app = web.Application(middlewares=[_errors], client_max_size=limit + 1)
+    app[GATEWAY_KEY] = gateway
+    app[STORE_KEY] = store
+    app[MAX_BODY_KEY] = limit
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    return app

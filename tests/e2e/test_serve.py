@@ -1,0 +1,117 @@
+"""Running the gateway as users do: bind safety, simulated demo mode, workers, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import MASTER_KEY, deployment, free_port, http_json, start_gateway, start_sim
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIERGATE_", "YONCA_", "GENAI_"))
+           and k not in {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GOOGLE_API_KEY",
+                         "GEMINI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "DEFAULT_PRIVACY_LEVEL"}}
+    env.update(extra)
+    return env
+
+
+def test_refuses_public_bind_without_master_key(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "tiergate", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                       cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a master key" in (r.stdout + r.stderr)
+
+
+def test_simulated_defaults_when_nothing_configured(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path, {}, master_key=None)
+    try:
+        status, body, headers = http_json("POST", f"{gw.url}/chat/completions",
+                                          {"model": "assistant", "messages": [{"role": "user", "content": "hello"}]})
+        assert status == 200, body
+        assert headers["x-tiergate-deployment"] == "sim-local" and headers["x-tiergate-location"] == "local"
+        status, body, headers = http_json("POST", f"{gw.url}/chat/completions", {"model": "assistant", "messages": [
+            {"role": "user", "content": "hello"}]}, headers={"x-tiergate-privacy": "PUBLIC"})
+        assert status == 200
+        log = gw.log()
+        assert "SIMULATED" in log and "no master key" in log.lower()
+    finally:
+        assert gw.stop() == 0
+
+
+def test_config_error_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiergate.yaml"
+    cfg.write_text("deployments:\n  - name: x\n    model: m\n    base_url: http://127.0.0.1:1/v1\n    location: moon\n")
+    r = subprocess.run([sys.executable, "-m", "tiergate", "serve", "--config", str(cfg)], cwd=tmp_path,
+                       env=_clean_env(), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    out = r.stdout + r.stderr
+    assert "deployments[0].location" in out and "Traceback" not in out
+
+
+def test_two_workers_share_the_port(tmp_path: Path) -> None:
+    sim = start_sim(tmp_path, "local")
+    gw = start_gateway(tmp_path, {"deployments": [deployment("local-a", sim, "local")], "model_groups": {"a": ["local-a"]}}, workers=2)
+    try:
+        for i in range(20):
+            status, body, _ = http_json("POST", f"{gw.url}/chat/completions", {"model": "a", "messages": [
+                {"role": "user", "content": f"[[echo]]n{i}"}]}, headers={"authorization": f"Bearer {MASTER_KEY}"})
+            assert status == 200 and body["choices"][0]["message"]["content"] == f"n{i}"
+        assert sim.stats()["chat_requests"] == 20
+    finally:
+        assert gw.stop() == 0
+        sim.stop()
+
+
+def test_sigterm_lets_a_stream_finish_and_flushes_the_log(tmp_path: Path) -> None:
+    # A slow simulated upstream: ~40 words at 20 tokens/s, so the stream lasts about 2 s.
+    sim = start_sim(tmp_path, "local", "--ttft-ms", "10", "--tps", "20", "--reply-tokens", "40", fast=False)
+    cfg: dict[str, Any] = {
+        "server": {"shutdown_grace_s": 20},
+        "store": {"url": f"sqlite:///{tmp_path / 'shutdown.db'}", "flush_interval_ms": 5000},
+        "deployments": [deployment("slow", sim, "local")],
+        "model_groups": {"slow": ["slow"]},
+    }
+    gw = start_gateway(tmp_path, cfg)
+    req = urllib.request.Request(f"{gw.url}/chat/completions", method="POST", data=json.dumps(
+        {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "long answer please"}]}).encode(),
+        headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    lines: list[str] = []
+    first = threading.Event()
+    rid: list[str] = []
+
+    def consume() -> None:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            rid.append(r.headers["x-request-id"])
+            for raw in r:
+                lines.append(raw.decode())
+                first.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    try:
+        assert first.wait(10)
+        os.kill(gw.proc.pid, signal.SIGTERM)
+        t.join(25)
+        assert not t.is_alive()
+        assert gw.proc.wait(25) == 0
+    finally:
+        gw.stop()
+        sim.stop()
+    body = "".join(lines)
+    assert body.rstrip().endswith("data: [DONE]")
+    assert '"finish_reason":"stop"' in body.replace(" ", "")
+    with sqlite3.connect(tmp_path / "shutdown.db") as db:
+        rows = db.execute("select status_code, stream, deployment from request_log where id = ?", (rid[0],)).fetchall()
+    assert rows == [(200, 1, "slow")]

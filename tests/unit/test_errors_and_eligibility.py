@@ -1,0 +1,45 @@
+"""Error mapping and the privacy-by-location rule."""
+
+from __future__ import annotations
+
+from tiergate.config.models import Deployment
+from tiergate.errors import AllCandidatesFailedError, UpstreamStatusError, UpstreamTimeoutError
+from tiergate.privacy.levels import PrivacyLevel, may_reach, parse_level
+from tiergate.routing.eligible import split_eligible
+
+
+def _d(name: str, location: str, **kw: object) -> Deployment:
+    return Deployment(name=name, base_url="http://127.0.0.1:1/v1", model="m", location=location, **kw)  # type: ignore[arg-type]
+
+
+def test_levels_and_aliases() -> None:
+    assert parse_level("high") is PrivacyLevel.PRIVATE
+    assert parse_level("critical") is PrivacyLevel.PRIVATE
+    assert parse_level("Enhanced") is PrivacyLevel.SENSITIVE
+    assert parse_level("public") is PrivacyLevel.PUBLIC
+    assert not may_reach(PrivacyLevel.PRIVATE, "sovereign")
+    assert not may_reach(PrivacyLevel.SENSITIVE, "cloud")
+    assert may_reach(PrivacyLevel.SENSITIVE, "sovereign")
+
+
+def test_eligibility_by_location_then_constraints() -> None:
+    ds = [_d("l", "local", latency_ms=900), _d("s", "sovereign", latency_ms=100), _d("c", "cloud", price={"input": 100, "output": 100})]
+    body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
+    ok, out = split_eligible(ds, PrivacyLevel.SENSITIVE, body, {"max_latency_ms": 500})
+    assert [d.name for d in ok] == ["s"]
+    assert [(e.deployment, e.kind) for e in out] == [("l", "constraint"), ("c", "privacy")]
+    ok, out = split_eligible(ds, PrivacyLevel.PUBLIC, body, {"max_cost": 0.001})
+    assert [d.name for d in ok] == ["l", "s"] and out[0].deployment == "c"
+
+
+def test_status_mapping() -> None:
+    assert UpstreamStatusError("x", upstream_status=500).retryable
+    assert UpstreamStatusError("x", upstream_status=429, retry_after=2).headers["retry-after"] == "2"
+    e400 = UpstreamStatusError("x", upstream_status=400)
+    assert not e400.retryable and e400.status == 400
+    e401 = UpstreamStatusError("x", upstream_status=401)
+    assert e401.status == 502 and e401.code == "upstream_auth_error"
+    all_t = AllCandidatesFailedError([UpstreamTimeoutError("t", deployment="a"), UpstreamTimeoutError("t", deployment="b")])
+    assert all_t.status == 504 and "a: t" in all_t.message and "b: t" in all_t.message
+    mixed = AllCandidatesFailedError([UpstreamTimeoutError("t", deployment="a"), UpstreamStatusError("boom", upstream_status=500, deployment="b")])
+    assert mixed.status == 502
