@@ -1,0 +1,141 @@
+"""Simulator profiles and configuration.
+
+Owns: the ``local`` / ``sovereign`` / ``cloud`` timing presets, the public
+:class:`SimulatorConfig` dataclass, and :func:`resolve_profile`, which merges a
+config's overrides over its preset into an immutable :class:`Profile` that the
+server uses at request time (so no per-request config lookups happen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+#: Fault kinds understood by the simulator (config ``fault`` and ``[[fault:KIND]]``).
+FAULT_KINDS: frozenset[str] = frozenset(
+    {
+        "500",
+        "503",
+        "429",
+        "400",
+        "401",
+        "timeout",
+        "reset",
+        "malformed",
+        "truncate",
+        "slow_first_byte",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Fully-resolved timing/model settings of one simulator instance."""
+
+    name: str
+    models: tuple[str, ...]
+    latency_ms: float  # non-streaming: delay before the whole answer (plus generation time)
+    ttft_ms: float  # streaming: delay before the first chunk
+    tokens_per_s: float  # generation pace; 0 = instantaneous
+    reply_tokens: int  # words in a generated reply
+
+    @property
+    def is_fast(self) -> bool:
+        """True when the instance never sleeps (benchmarks / tests)."""
+        return self.latency_ms <= 0 and self.ttft_ms <= 0 and self.tokens_per_s <= 0
+
+
+PROFILES: dict[str, Profile] = {
+    "local": Profile(
+        name="local",
+        models=("llama3.2:3b", "qwen2.5:7b"),
+        latency_ms=30.0,
+        ttft_ms=30.0,
+        tokens_per_s=300.0,
+        reply_tokens=24,
+    ),
+    "sovereign": Profile(
+        name="sovereign",
+        models=("llama-3.3-70b",),
+        latency_ms=60.0,
+        ttft_ms=60.0,
+        tokens_per_s=200.0,
+        reply_tokens=24,
+    ),
+    "cloud": Profile(
+        name="cloud",
+        models=("gpt-4o-mini", "llama-4-maverick"),
+        latency_ms=40.0,
+        ttft_ms=40.0,
+        tokens_per_s=800.0,
+        reply_tokens=24,
+    ),
+}
+
+
+@dataclass
+class SimulatorConfig:
+    """User-facing simulator options; ``None`` means "take the profile's value".
+
+    ``SimulatorConfig(latency_ms=0, ttft_ms=0, tokens_per_s=0)`` (or
+    :meth:`SimulatorConfig.fast`) disables all sleeping.
+    ``fault`` is one of :data:`FAULT_KINDS` (``"slow_first_byte:MS"`` carries
+    its delay) injected into ``fault_rate`` (0..1, 1 = always) of chat requests.
+    """
+
+    profile: str = "local"
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    reply_tokens: int | None = None
+    models: list[str] | None = None
+    api_key: str | None = None
+    fault: str | None = None
+    fault_rate: float = 1.0
+    hang_s: float = 30.0
+    seed: int = 0  # seeds the fault_rate dice so runs are reproducible
+
+    @classmethod
+    def fast(cls, profile: str = "local", **overrides: Any) -> SimulatorConfig:
+        """A config with every delay at zero (the mode tests and benchmarks use)."""
+        values: dict[str, Any] = {"latency_ms": 0, "ttft_ms": 0, "tokens_per_s": 0}
+        values.update(overrides)
+        return cls(profile=profile, **values)
+
+
+def _pick(value: float | int | None, default: float | int) -> float | int:
+    return default if value is None else value
+
+
+def resolve_profile(cfg: SimulatorConfig) -> Profile:
+    """Merge ``cfg`` overrides over its named preset; validates the result."""
+    try:
+        base = PROFILES[cfg.profile]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown simulator profile {cfg.profile!r} (known: {known})") from None
+    models = tuple(cfg.models) if cfg.models else base.models
+    resolved = replace(
+        base,
+        models=models,
+        latency_ms=float(_pick(cfg.latency_ms, base.latency_ms)),
+        ttft_ms=float(_pick(cfg.ttft_ms, base.ttft_ms)),
+        tokens_per_s=float(_pick(cfg.tokens_per_s, base.tokens_per_s)),
+        reply_tokens=int(_pick(cfg.reply_tokens, base.reply_tokens)),
+    )
+    _validate(resolved, cfg)
+    return resolved
+
+
+def _validate(p: Profile, cfg: SimulatorConfig) -> None:
+    if p.latency_ms < 0 or p.ttft_ms < 0 or p.tokens_per_s < 0:
+        raise ValueError("latency_ms, ttft_ms and tokens_per_s must be >= 0")
+    if p.reply_tokens < 1:
+        raise ValueError("reply_tokens must be >= 1")
+    if not 0.0 <= cfg.fault_rate <= 1.0:
+        raise ValueError("fault_rate must be within 0..1")
+    if cfg.hang_s < 0:
+        raise ValueError("hang_s must be >= 0")
+    if cfg.fault is not None and cfg.fault.split(":", 1)[0] not in FAULT_KINDS:
+        known = ", ".join(sorted(FAULT_KINDS))
+        raise ValueError(f"unknown fault {cfg.fault!r} (known: {known})")
