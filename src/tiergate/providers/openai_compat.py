@@ -135,9 +135,10 @@ class _OpenAIStream:
     def __init__(self, resp: aiohttp.ClientResponse, deployment: str) -> None:
         self._resp = resp
         self._deployment = deployment
+        self._gen = self._events()  # one iterator: the first event may be read before the rest
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+        return self._gen
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         finished = False
@@ -172,6 +173,7 @@ class _OpenAIStream:
             )
 
     async def aclose(self) -> None:
+        await self._gen.aclose()
         self._resp.close()
 
 

@@ -145,7 +145,8 @@ def _run(coro: Any) -> None:
     except ImportError:  # pragma: no cover - non-Linux
         asyncio.run(coro)
         return
-    asyncio.run(coro, loop_factory=uvloop.new_event_loop)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
 
 
 def _worker_entry(settings: Settings, host: str, port: int) -> None:
