@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets; never print them
+    rich_markup_mode=None,
     help="tiergate: a privacy-first, multi-tier LLM gateway.",
 )
 console = Console(stderr=False)
@@ -184,8 +185,16 @@ def simulate(
     fault: Annotated[Optional[str], typer.Option(help="inject a fault: 500|503|429|400|401|timeout|reset|malformed|truncate")] = None,
     fault_rate: Annotated[float, typer.Option(help="share of requests that fault")] = 1.0,
     api_key: Annotated[Optional[str], typer.Option(help="require this bearer key")] = None,
+    reply_tokens: Annotated[Optional[int], typer.Option(help="words in a generated reply")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(help="model id to report (repeatable)")] = None,
+    hang_s: Annotated[float, typer.Option(help="how long the 'timeout' fault hangs")] = 30.0,
 ) -> None:
-    """Serve a SIMULATED OpenAI-compatible upstream (for demos, tests and benchmarks)."""
+    """Serve a SIMULATED OpenAI-compatible upstream (for demos, tests and benchmarks).
+
+    Faults can also be triggered per request by strings in a message: [[fault:500]],
+    [[fault:429]], [[fault:timeout]], [[fault:reset]], [[fault:malformed]], [[fault:truncate]],
+    [[fault:slow_first_byte:MS]]; [[echo]] makes the reply repeat the last user message.
+    """
     from .simulator import SimulatorConfig, run_simulator
 
     if profile not in ("local", "sovereign", "cloud"):
@@ -199,8 +208,15 @@ def simulate(
         api_key=api_key,
         fault=fault,
         fault_rate=fault_rate,
+        reply_tokens=reply_tokens,
+        models=model or None,
+        hang_s=hang_s,
     )
-    run_simulator(cfg, host=host, port=port)
+    try:
+        run_simulator(cfg, host=host, port=port)
+    except ValueError as exc:
+        err_console.print(f"tiergate simulate: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

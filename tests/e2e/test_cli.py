@@ -1,0 +1,67 @@
+"""The `tiergate` command line as a user runs it (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import deployment, start_sim
+
+_SEED_VARS = ("TIERGATE_", "YONCA_", "GENAI_")
+_PROVIDER_VARS = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GOOGLE_API_KEY",
+                  "GEMINI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "DEFAULT_PRIVACY_LEVEL"}
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(_SEED_VARS) and k not in _PROVIDER_VARS}
+    full.update(env, COLUMNS="120")
+    return subprocess.run([sys.executable, "-m", "tiergate", *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_info_shows_the_alem_banner_for_yonca_env(tmp_path: Path) -> None:
+    r = _run(["info", "--no-probe"], tmp_path, YONCA_LLM_PROVIDER="groq", YONCA_GROQ_API_KEY="gsk_supersecret_value",
+             YONCA_GROQ_MODEL="meta-llama/llama-4-maverick-17b-128e-instruct")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for line in ("Tier I: Groq LPU", "Latency: ~200ms (P95)", "Throughput: 800 tok/s", "Data Residency: US (Groq servers)",
+                 "Cost Range: $0–50/mo", "Source: env:YONCA_LLM_PROVIDER=groq"):
+        assert line in out, line
+    assert "gsk_supersecret_value" not in out + r.stderr
+
+
+def test_info_probes_reachability(tmp_path: Path) -> None:
+    sim = start_sim(tmp_path, "local")
+    try:
+        cfg = tmp_path / "tiergate.yaml"
+        cfg.write_text(json.dumps({"deployments": [deployment("office", sim, "local"),
+                                                   deployment("gone", "http://127.0.0.1:9/v1", "cloud")]}))
+        r = _run(["info"], tmp_path)
+    finally:
+        sim.stop()
+    assert r.returncode == 0, r.stderr
+    assert "reachable" in r.stdout and "UNREACHABLE" in r.stdout
+
+
+def test_recommend_by_flags(tmp_path: Path) -> None:
+    r = _run(["recommend", "--sovereignty", "--no-air-gap"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Tier III" in r.stdout and "YONCA_LLM_PROVIDER=azintelecom" in r.stdout
+    r = _run(["recommend", "--no-sovereignty", "--complex-reasoning", "--budget", "250"], tmp_path)
+    assert "Tier II" in r.stdout and "YONCA_LLM_PROVIDER=gemini" in r.stdout
+
+
+def test_explain_prints_the_decision(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiergate.yaml"
+    cfg.write_text(json.dumps({
+        "deployments": [deployment("office", "http://127.0.0.1:9/v1", "local"), deployment("groq", "http://127.0.0.1:9/v1", "cloud")],
+        "model_groups": {"assistant": ["groq", "office"]},
+    }))
+    r = _run(["explain", "patient data", "--model", "assistant", "--privacy", "PRIVATE"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    decision = json.loads(r.stdout)
+    assert decision["order"] == ["office"] and decision["excluded"][0]["deployment"] == "groq"
+    assert decision["upstream_called"] is False
