@@ -28,6 +28,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
+import orjson
+
 from .auth import Authenticator, Principal
 from .config.models import Deployment, Settings, resolve_secret
 from .errors import (
@@ -131,9 +133,12 @@ class Streaming:
         self._error: str | None = None
         self._usage: Usage | None = None
         self._content_events = 0
+        self._kept: list[str] | None = [] if gateway._log_bodies else None
 
     def _accept(self, ev: StreamEvent) -> bool:
         """Track usage; False for the usage-only chunk the client did not ask for."""
+        if self._kept is not None:
+            self._kept.append(ev.raw.decode("utf-8", "replace"))
         if b'"content":"' in ev.raw:
             self._content_events += 1
         usage = ev.maybe_usage()
@@ -170,7 +175,8 @@ class Streaming:
                     estimate_prompt_tokens(self._ctx.req.body), self._content_events, 0, estimated=True
                 )
                 usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-            self._gw._record(self._ctx, self._status, usage=usage, error_code=self._error)
+            body = "\n".join(self._kept) if self._kept is not None else None
+            self._gw._record(self._ctx, self._status, usage=usage, error_code=self._error, response_body=body)
 
 
 @dataclass(slots=True)
@@ -196,6 +202,7 @@ class Gateway:
         self.auth = Authenticator(resolve_secret(settings.server.master_key))
         self.default_level = parse_level(settings.privacy.default_level)
         self.log_writer = log_writer
+        self._log_bodies = settings.store.log_bodies
         self.providers: dict[str, Provider] = {d.name: create_provider(d) for d in settings.deployments}
         self.deployments: dict[str, Deployment] = {d.name: d for d in settings.deployments}
         self.groups: dict[str, tuple[Deployment, ...]] = {
@@ -331,7 +338,10 @@ class Gateway:
             ctx.deployment = d
             receipt = self._receipt(ctx, d)
             usage = result.usage or _estimate_usage(ctx.req.body, result)
-            self._record(ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms)
+            self._record(
+                ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms,
+                response_body=result.raw.decode("utf-8", "replace") if self._log_bodies else None,
+            )
             return Completed(result, receipt, ctx.decision)
         raise AllCandidatesFailedError(ctx.attempts)
 
@@ -388,7 +398,7 @@ class Gateway:
 
     def _record(
         self, ctx: _Call, status: int, *, usage: Usage | None = None, error_code: str | None = None,
-        overhead_ms: float | None = None,
+        overhead_ms: float | None = None, response_body: str | None = None,
     ) -> None:
         if self.log_writer is None:
             return
@@ -425,8 +435,9 @@ class Gateway:
                     {"deployment": a.deployment, "error_code": a.code, "status": a.upstream_status}
                     for a in ctx.attempts
                 ],
-                request_body=None,
-                response_body=None,
+                # Bodies only when the operator enabled store.log_bodies.
+                request_body=orjson.dumps(ctx.req.body).decode() if self._log_bodies else None,
+                response_body=response_body if self._log_bodies else None,
             )
         )
 

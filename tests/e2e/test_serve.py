@@ -115,3 +115,38 @@ def test_sigterm_lets_a_stream_finish_and_flushes_the_log(tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "shutdown.db") as db:
         rows = db.execute("select status_code, stream, deployment from request_log where id = ?", (rid[0],)).fetchall()
     assert rows == [(200, 1, "slow")]
+
+
+def _post_stream(url: str, body: dict[str, Any]) -> str:
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                 headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read().decode()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_bodies_are_logged_only_when_enabled(tmp_path: Path, enabled: bool) -> None:
+    sim = start_sim(tmp_path, "local")
+    db = tmp_path / "bodies.db"
+    cfg: dict[str, Any] = {
+        "store": {"url": f"sqlite:///{db}", "flush_interval_ms": 20, "log_bodies": enabled},
+        "deployments": [deployment("local-a", sim, "local")],
+    }
+    gw = start_gateway(tmp_path, cfg)
+    try:
+        msgs = [{"role": "user", "content": "[[echo]]keep me"}]
+        status, _, _ = http_json("POST", f"{gw.url}/chat/completions", {"model": "local-a", "messages": msgs},
+                                 headers={"authorization": f"Bearer {MASTER_KEY}"})
+        assert status == 200
+        assert "[DONE]" in _post_stream(f"{gw.url}/chat/completions", {"model": "local-a", "stream": True, "messages": msgs})
+    finally:
+        assert gw.stop() == 0
+        sim.stop()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select stream, request_body, response_body from request_log").fetchall()
+    assert sorted(r[0] for r in rows) == [0, 1]
+    for _, req_body, resp_body in rows:
+        if enabled:
+            assert "keep me" in req_body and "keep" in resp_body and "me" in resp_body
+        else:
+            assert req_body is None and resp_body is None

@@ -161,7 +161,8 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+    rid = request.headers.get("x-request-id") or _new_request_id()
+    return web.Response(body=b'{"status":"ok"}', content_type=_JSON, headers={"x-request-id": rid})
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -182,7 +183,10 @@ async def ready(request: web.Request) -> web.Response:
     usable = any(v["ok"] for v in deployments.values())
     ok = store_ok and usable
     body = {"status": "ready" if ok else "not_ready", "store": store_ok, "deployments": deployments}
-    return web.Response(body=orjson.dumps(body), status=200 if ok else 503, content_type=_JSON)
+    rid = request.headers.get("x-request-id") or _new_request_id()
+    return web.Response(
+        body=orjson.dumps(body), status=200 if ok else 503, content_type=_JSON, headers={"x-request-id": rid}
+    )
 
 
 def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: int | None = None) -> web.Application:
