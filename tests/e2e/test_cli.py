@@ -65,3 +65,11 @@ def test_explain_prints_the_decision(tmp_path: Path) -> None:
     decision = json.loads(r.stdout)
     assert decision["order"] == ["office"] and decision["excluded"][0]["deployment"] == "groq"
     assert decision["upstream_called"] is False
+
+
+def test_recommend_interactively(tmp_path: Path) -> None:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(_SEED_VARS)}
+    r = subprocess.run([sys.executable, "-m", "tiergate", "recommend"], cwd=tmp_path, env=full, input="yes\nyes\n",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Tier IV" in r.stdout and "YONCA_LLM_PROVIDER=ollama" in r.stdout

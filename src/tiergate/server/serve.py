@@ -52,6 +52,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In a simulator child: get SIGTERM if the gateway dies without stopping it (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def _wait_http(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,7 +83,11 @@ def start_simulators(settings: Settings) -> tuple[Settings, list[subprocess.Pope
             continue
         port = _free_port()
         cmd = [sys.executable, "-m", "tiergate.simulator", "--port", str(port), "--profile", d.simulated]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
+        )
         started.append((d, port))
     for d, port in started:
         if not _wait_http(f"http://127.0.0.1:{port}/health", 15.0):
