@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
 import orjson
 
+from .ids import new_request_id
 from .auth import Authenticator, Principal
 from .config.models import Deployment, Settings, resolve_secret
 from .errors import (
@@ -121,7 +121,7 @@ class Streaming:
     """
 
     def __init__(
-        self, gateway: Gateway, ctx: _Call, stream: ChatStream, first: StreamEvent, receipt: Receipt,
+        self, gateway: Gateway, ctx: _Call, stream: ChatStream, first: list[StreamEvent], receipt: Receipt,
         decision: Decision, release: asyncio.Semaphore | None,
     ) -> None:
         self.receipt = receipt
@@ -148,13 +148,16 @@ class Streaming:
                 return False
         return True
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    async def events(self) -> AsyncIterator[list[StreamEvent]]:
+        """The answer's events, in batches as they arrived (relay each batch in one write)."""
         try:
-            if self._accept(self._first):
-                yield self._first
-            async for ev in self._stream:
-                if self._accept(ev):
-                    yield ev
+            batch = [ev for ev in self._first if self._accept(ev)]
+            if batch:
+                yield batch
+            async for upstream_batch in self._stream:
+                batch = [ev for ev in upstream_batch if self._accept(ev)]
+                if batch:
+                    yield batch
             self._status = 200
         except UpstreamError as exc:
             self._status, self._error = exc.status, exc.code
@@ -235,7 +238,7 @@ class Gateway:
     ) -> Completed | Streaming | Explained:
         t0 = time.perf_counter() if t0 is None else t0
         headers = headers or {}
-        request_id = request_id or f"req_{uuid.uuid4().hex}"
+        request_id = request_id or new_request_id()
 
         principal = principal or self.auth.authenticate(api_key)  # authenticate
         req = parse_chat_request(body)  # validate
@@ -357,7 +360,7 @@ class Gateway:
                 stream = await self.providers[d.name].open_stream(body)
                 # Fallback stays possible until the first event: pull it before committing.
                 first = await anext(aiter(stream))
-                first.data  # noqa: B018 - parse the first event once: malformed -> fallback
+                first[0].data  # noqa: B018 - parse the first event once: malformed -> fallback
             except (UpstreamError, StopAsyncIteration, ValueError) as exc:
                 ctx.upstream_s += time.perf_counter() - t_up
                 if limit is not None:

@@ -142,10 +142,11 @@ class Tiergate:
         outcome = await self.gateway.chat(_body(prompt_or_messages, model, constraints, True, params), principal=ANONYMOUS)
         assert isinstance(outcome, Streaming)
         try:
-            async for ev in outcome.events():
-                text = _delta_text(ev.data)
-                if text:
-                    yield text
+            async for batch in outcome.events():
+                for ev in batch:
+                    text = _delta_text(ev.data)
+                    if text:
+                        yield text
         finally:
             await outcome.aclose()
 

@@ -97,8 +97,9 @@ class StreamEvent:
 
 
 class ChatStream(Protocol):
-    """An opened upstream stream: iterate events; ends cleanly only on a complete answer."""
+    """An opened upstream stream, iterated as batches of events (those that arrived together,
+    never empty). It ends cleanly only on a complete answer; otherwise it raises."""
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]: ...
 
     async def aclose(self) -> None: ...

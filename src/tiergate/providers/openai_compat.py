@@ -13,12 +13,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
+from .. import __version__
 from ..errors import UpstreamError, UpstreamProtocolError
 from ..types import ChatResult, StreamEvent, Usage
 from .base import Provider, status_error, translate_exception
-from .sse import iter_sse
+from .sse import iter_sse_batches
 
 _JSON = "application/json"
+_USER_AGENT = f"tiergate/{__version__}"
 
 
 class OpenAICompatProvider(Provider):
@@ -28,7 +30,9 @@ class OpenAICompatProvider(Provider):
 
     async def start(self) -> None:
         d = self.deployment
-        headers = {"content-type": _JSON, "accept": _JSON}
+        # Few session headers, User-Agent among them: aiohttp takes a slower path per request
+        # when asked to skip its automatic headers.
+        headers = {"content-type": _JSON, "user-agent": _USER_AGENT}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         headers.update(d.headers)
@@ -44,7 +48,6 @@ class OpenAICompatProvider(Provider):
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=d.timeout_s, sock_connect=d.connect_timeout_s),
             auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
         )
         self._chat_url = f"{d.base_url}/chat/completions"
         self._stream_timeout = aiohttp.ClientTimeout(
@@ -125,7 +128,7 @@ class OpenAICompatProvider(Provider):
 
 
 class _OpenAIStream:
-    """Forwards an upstream SSE stream event by event.
+    """Forwards an upstream SSE stream as it arrives: the events of each network read together.
 
     Ends cleanly only on `data: [DONE]` (or end of body after a finish_reason, for servers that
     omit the marker); a stream that breaks off earlier raises `UpstreamProtocolError`, so the
@@ -137,29 +140,37 @@ class _OpenAIStream:
         self._deployment = deployment
         self._gen = self._events()  # one iterator: the first event may be read before the rest
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._gen
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
+    async def _events(self) -> AsyncIterator[list[StreamEvent]]:
         finished = False
         try:
-            async for sse in iter_sse(self._resp.content.iter_any()):
-                data = sse.data
-                if data == b"[DONE]":
-                    return
-                if sse.event == b"error" or data.startswith(b'{"error"'):
-                    raise UpstreamProtocolError(
-                        f"upstream reported an error mid-stream: {_error_text(data)}",
-                        deployment=self._deployment,
-                    )
-                if not (data.startswith(b"{") and data.endswith(b"}")):
-                    raise UpstreamProtocolError(
-                        "upstream sent a malformed stream event", deployment=self._deployment
-                    )
-                ev = StreamEvent(data)
-                if not finished and ev.has_finish_reason():
-                    finished = True
-                yield ev
+            async for batch in iter_sse_batches(self._resp.content.iter_any()):
+                out: list[StreamEvent] = []
+                for sse in batch:
+                    data = sse.data
+                    if data == b"[DONE]":
+                        if out:
+                            yield out
+                        return
+                    if sse.event == b"error" or data.startswith(b'{"error"'):
+                        if out:
+                            yield out
+                        raise UpstreamProtocolError(
+                            f"upstream reported an error mid-stream: {_error_text(data)}",
+                            deployment=self._deployment,
+                        )
+                    if not (data.startswith(b"{") and data.endswith(b"}")):
+                        raise UpstreamProtocolError(
+                            "upstream sent a malformed stream event", deployment=self._deployment
+                        )
+                    ev = StreamEvent(data)
+                    if not finished and ev.has_finish_reason():
+                        finished = True
+                    out.append(ev)
+                if out:
+                    yield out
         except UpstreamError:
             raise
         except Exception as exc:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
+from ..ids import new_request_id
 from ..auth import token_from_headers
 from ..errors import GatewayError, InvalidRequestError, PayloadTooLargeError, UpstreamError
 from ..pipeline import Completed, Explained, Gateway, Streaming
@@ -35,10 +35,6 @@ _SSE_HEADERS = {
     "x-accel-buffering": "no",
 }
 _DONE = b"data: [DONE]\n\n"
-
-
-def _new_request_id() -> str:
-    return f"req_{uuid.uuid4().hex}"
 
 
 def error_response(exc: GatewayError, request_id: str) -> web.Response:
@@ -60,7 +56,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        rid = request.headers.get("x-request-id") or _new_request_id()
+        rid = new_request_id()
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
         err = GatewayError(
             f"{request.method} {request.path}: {exc.reason}", code=code, status=exc.status
@@ -93,7 +89,7 @@ async def _read_json(request: web.Request) -> Any:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     t0 = time.perf_counter()
     headers = request.headers
-    rid = headers.get("x-request-id") or _new_request_id()
+    rid = new_request_id()
     gateway = request.app[GATEWAY_KEY]
     try:
         body = await _read_json(request)
@@ -128,18 +124,17 @@ async def _stream(request: web.Request, outcome: Streaming) -> web.StreamRespons
     try:
         await resp.prepare(request)
         try:
-            async for ev in events:
-                await resp.write(b"data: " + ev.raw + b"\n\n")
+            async for batch in events:
+                await resp.write(b"".join([b"data: " + ev.raw + b"\n\n" for ev in batch]))
         except UpstreamError as exc:
             # Tell the client explicitly; never end as if the answer were complete.
             log.warning(
                 "upstream stream failed (request id %s, deployment %s): %s",
                 outcome.receipt.request_id, exc.deployment, exc.code,
             )
-            await resp.write(b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n")
+            await resp.write_eof(b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n")
         else:
-            await resp.write(_DONE)
-        await resp.write_eof()
+            await resp.write_eof(_DONE)
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the client went away; the record says 499
     finally:
@@ -149,7 +144,7 @@ async def _stream(request: web.Request, outcome: Streaming) -> web.StreamRespons
 
 
 async def list_models(request: web.Request) -> web.Response:
-    rid = request.headers.get("x-request-id") or _new_request_id()
+    rid = new_request_id()
     gateway = request.app[GATEWAY_KEY]
     headers = request.headers
     try:
@@ -161,7 +156,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    rid = request.headers.get("x-request-id") or _new_request_id()
+    rid = new_request_id()
     return web.Response(body=b'{"status":"ok"}', content_type=_JSON, headers={"x-request-id": rid})
 
 
@@ -183,7 +178,7 @@ async def ready(request: web.Request) -> web.Response:
     usable = any(v["ok"] for v in deployments.values())
     ok = store_ok and usable
     body = {"status": "ready" if ok else "not_ready", "store": store_ok, "deployments": deployments}
-    rid = request.headers.get("x-request-id") or _new_request_id()
+    rid = new_request_id()
     return web.Response(
         body=orjson.dumps(body), status=200 if ok else 503, content_type=_JSON, headers={"x-request-id": rid}
     )
