@@ -425,3 +425,9 @@ def test_request_log_rows(client: OpenAI, gw: GatewayProc) -> None:
     assert row["total_tokens"] > 0 and row["upstream_ms"] > 0 and row["overhead_ms"] >= 0
     assert row["request_body"] is None and "log me" not in json.dumps(dict(row))
     assert "bad-500" in row["attempts"]
+
+
+def test_wrong_method_is_json_405(gw: GatewayProc) -> None:
+    status, body, headers = http_json("GET", f"{gw.url}/chat/completions")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed" and "POST" in body["error"]["message"]
+    assert headers["x-request-id"].startswith("req_")

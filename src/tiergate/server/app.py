@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -27,6 +28,7 @@ log = logging.getLogger("tiergate.server")
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 STORE_KEY: web.AppKey[Store | None] = web.AppKey("store", object)  # type: ignore[arg-type]
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
+ROUTES_KEY: web.AppKey[dict[str, set[str]]] = web.AppKey("routes", dict)
 
 _JSON = "application/json"
 _SSE_HEADERS = {
@@ -49,20 +51,16 @@ def _internal_error(request_id: str) -> web.Response:
     return error_response(exc, request_id)
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        rid = new_request_id()
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        err = GatewayError(
-            f"{request.method} {request.path}: {exc.reason}", code=code, status=exc.status
-        )
-        err.type = "invalid_request_error"
-        return error_response(err, rid)
+async def _unknown_route(request: web.Request) -> web.Response:
+    """JSON errors for unknown routes and methods (a catch-all route, not a middleware: a
+    middleware would cost every request a few microseconds for what only misses need)."""
+    known = request.app[ROUTES_KEY].get(request.path)
+    if known is not None and request.method not in known:
+        status, code, reason = 405, "method_not_allowed", f"use {', '.join(sorted(known))}"
+    else:
+        status, code, reason = 404, "not_found", "no such route"
+    err = InvalidRequestError(f"{request.method} {request.path}: {reason}", code=code, status=status)
+    return error_response(err, new_request_id())
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -186,14 +184,23 @@ async def ready(request: web.Request) -> web.Response:
 
 def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: int | None = None) -> web.Application:
     limit = max_body_bytes or int(gateway.settings.server.max_body_mb * 1024 * 1024)
-    app = web.Application(middlewares=[_errors], client_max_size=limit + 1)
+    app = web.Application(client_max_size=limit + 1)
     app[GATEWAY_KEY] = gateway
     app[STORE_KEY] = store
     app[MAX_BODY_KEY] = limit
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/chat/completions", chat_completions)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/models", list_models)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
+    routes: dict[str, set[str]] = {}
+    for method, path, handler in (
+        ("POST", "/v1/chat/completions", chat_completions),
+        ("POST", "/chat/completions", chat_completions),
+        ("GET", "/v1/models", list_models),
+        ("GET", "/models", list_models),
+        ("GET", "/health", health),
+        ("GET", "/ready", ready),
+    ):
+        app.router.add_route(method, path, handler)
+        routes.setdefault(path, set()).add(method)
+        if method == "GET":
+            routes[path].add("HEAD")
+    app[ROUTES_KEY] = routes
+    app.router.add_route("*", "/{tail:.*}", _unknown_route)
     return app
