@@ -170,3 +170,16 @@ def test_group_shapes(write: Callable[..., Path]) -> None:
         f"{p}: model_groups.empty: must list at least one deployment",
         f"{p}: model_groups.twice[1]: 'office-llama' is listed twice",
     ]
+
+
+def test_base_url_with_a_bad_port_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tiergate.config import ConfigError, load_settings
+
+    cfg = tmp_path / "tiergate.yaml"
+    cfg.write_text("deployments:\n  - {name: x, model: m, base_url: 'http://127.0.0.1:NGINX_PORT/v1', location: local}\n")
+    try:
+        load_settings(cfg, environ={})
+    except ConfigError as exc:
+        assert "deployments[0].base_url" in str(exc) and "invalid port" in str(exc)
+    else:
+        raise AssertionError("a base_url with a non-numeric port was accepted")

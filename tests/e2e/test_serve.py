@@ -150,3 +150,75 @@ def test_bodies_are_logged_only_when_enabled(tmp_path: Path, enabled: bool) -> N
             assert "keep me" in req_body and "keep" in resp_body and "me" in resp_body
         else:
             assert req_body is None and resp_body is None
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = tmp_path / "tiergate.yaml"
+        cfg.write_text(f"deployments:\n  - {{name: x, model: m, base_url: 'http://127.0.0.1:9/v1', location: local}}\n")
+        r = subprocess.run([sys.executable, "-m", "tiergate", "serve", "--config", str(cfg), "--port", str(port), "--no-banner"],
+                           cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr + r.stdout and "Traceback" not in r.stderr + r.stdout
+
+
+def test_a_crashed_worker_stops_the_server_with_an_error(tmp_path: Path) -> None:
+    sim = start_sim(tmp_path, "local")
+    gw = start_gateway(tmp_path, {"deployments": [deployment("local-a", sim, "local")]}, workers=2)
+    try:
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        workers = [int(c) for c in children if "serve" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        assert gw.proc.wait(30) != 0
+        assert "exited unexpectedly" in gw.log()
+    finally:
+        gw.stop()
+        sim.stop()
+
+
+def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """Two gateway processes (replicas) share one PostgreSQL request log."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from tiergate.store import normalize_url
+
+    sim = start_sim(tmp_path, "local")
+    cfg: dict[str, Any] = {"store": {"url": postgres_url, "flush_interval_ms": 20},
+                           "deployments": [deployment("local-a", sim, "local")]}
+    replicas = [start_gateway(tmp_path, cfg), start_gateway(tmp_path, cfg)]
+    ids: list[str] = []
+    try:
+        for gw in replicas:
+            for _ in range(3):
+                status, _, headers = http_json("POST", f"{gw.url}/chat/completions", {"model": "local-a", "messages": [
+                    {"role": "user", "content": "hi"}]}, headers={"authorization": f"Bearer {MASTER_KEY}"})
+                assert status == 200
+                ids.append(headers["x-request-id"])
+    finally:
+        for gw in replicas:
+            assert gw.stop() == 0  # shutdown flushes the log
+        sim.stop()
+
+    async def rows() -> list[tuple[str, str, int]]:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(normalize_url(postgres_url))
+        try:
+            async with engine.begin() as conn:
+                found = (await conn.execute(sa.text(
+                    "select id, deployment, status_code from request_log where id = any(:ids)"), {"ids": ids})).all()
+                await conn.execute(sa.text("delete from request_log where id = any(:ids)"), {"ids": ids})
+            return [tuple(r) for r in found]
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(rows())
+    assert sorted(found) == sorted((i, "local-a", 200) for i in ids)

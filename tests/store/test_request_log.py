@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import shutil
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from tiergate.store import RequestLogRecord, RequestLogWriter, Store, run_migrations
+from tiergate.store.sqlite_sink import SQLiteSink, chunks
 
 from .conftest import TcpProxy, Target, free_port
 
@@ -38,14 +40,40 @@ async def store(target: Target) -> AsyncIterator[Store]:
 
 
 def count_commits(store: Store) -> Callable[[], int]:
+    """Transactions committed on the database: engine commits, plus (SQLite files) COMMITs the
+    request log's own sqlite3 connection runs, seen through its statement trace."""
     commits = 0
 
     def on_commit(_conn: object) -> None:
         nonlocal commits
         commits += 1
 
+    def on_statement(sql: str) -> None:
+        nonlocal commits
+        if sql.strip().upper() == "COMMIT":
+            commits += 1
+
     event.listen(store.engine.sync_engine, "commit", on_commit)
+    original = SQLiteSink._connect
+
+    def traced(self: SQLiteSink) -> sqlite3.Connection:
+        conn = original(self)
+        conn.set_trace_callback(on_statement)
+        return conn
+
+    SQLiteSink._connect = traced  # type: ignore[method-assign]
+    _restore.append(lambda: setattr(SQLiteSink, "_connect", original))
     return lambda: commits
+
+
+_restore: list[Callable[[], None]] = []
+
+
+@pytest.fixture(autouse=True)
+def _undo_tracing() -> Iterator[None]:
+    yield
+    while _restore:
+        _restore.pop()()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -238,3 +266,12 @@ async def test_close_gives_up_after_timeout_when_database_is_gone(tmp_path: Path
     assert time.monotonic() - t0 < 2.0
     assert writer.dropped == 1 and writer.written == 0 and writer.failures >= 1
     await store.close()
+
+
+def test_sqlite_statements_come_in_few_sizes() -> None:
+    """Any batch length maps onto the fixed statement sizes (bounded prepared-statement cache)."""
+    for n in (1, 5, 255, 256, 499, 500, 1000, 1777):
+        parts = chunks(n)
+        assert sum(size for _, size in parts) == n
+        assert [start for start, _ in parts] == sorted(start for start, _ in parts)
+    assert len({size for n in range(1, 3000) for _, size in chunks(n)}) <= 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -133,8 +134,17 @@ class Deployment(_Frozen):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
+        if not v:
+            return v
+        if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        parts = urlsplit(v)
+        if not parts.hostname:
+            raise ValueError("has no host name")
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number in range
+        except ValueError:
+            raise ValueError("has an invalid port (must be a number from 1 to 65535)") from None
         return v.rstrip("/")
 
     @field_validator("api_key")

@@ -137,7 +137,14 @@ async def run_worker(settings: Settings, host: str, port: int, *, reuse_port: bo
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await gateway.close()
+        await writer.close()
+        await store.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -188,17 +195,21 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
                 os.kill(p.pid, signal.SIGTERM)
 
     old = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    crashed: list[int | None] = []
     try:
         while any(p.is_alive() for p in procs):
             for p in procs:
                 p.join(0.5)
             if not stopping and any(not p.is_alive() for p in procs):
-                log.error("a worker exited unexpectedly; stopping the others")
+                crashed = [p.exitcode for p in procs if not p.is_alive()]
+                log.error("a worker exited unexpectedly (exit codes %s); stopping the others", crashed)
                 _forward(signal.SIGTERM, None)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         stop_processes(procs, settings.server.shutdown_grace_s + 5)
+    if crashed:
+        raise ServeError(f"a worker process exited unexpectedly (exit codes {crashed})")
 
 
 def prepare(settings: Settings) -> None:

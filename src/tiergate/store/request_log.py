@@ -5,9 +5,8 @@ database, so `RequestLogWriter.submit()` only appends the record to an in-memory
 O(1), allocation-free beyond the record itself, never awaits and never raises. A background
 task turns queued records into positional rows already converted for the driver, and inserts
 them in one transaction per batch, every `flush_interval_ms` or as soon as `batch_size` rows are
-waiting: asyncpg's pipelined executemany on PostgreSQL, multi-row `VALUES` statements on SQLite
-(the sqlite3 module's executemany hands the GIL back and forth with the serving thread for every
-row, which under load cost more than the rows; measured in bench/).
+waiting: asyncpg's pipelined executemany on PostgreSQL; on a SQLite file, one worker-thread call
+per batch with multi-row `VALUES` statements (`sqlite_sink.py` says why, with numbers).
 
 Failure handling:
 * Database unreachable / locked / table missing: the rows stay queued and the task retries
@@ -30,9 +29,8 @@ prefix), never a secret.
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
 import sqlite3
+import logging
 from collections import deque
 from collections.abc import Mapping
 from contextlib import suppress
@@ -46,6 +44,7 @@ import orjson
 from sqlalchemy import exc as sa_exc
 
 from tiergate.store.models import request_log
+from tiergate.store.sqlite_sink import SQLiteSink
 
 if TYPE_CHECKING:
     from tiergate.store.db import Store
@@ -100,20 +99,6 @@ def driver_insert_sql(dialect: str) -> str:
     else:
         marks = ", ".join("?" for _ in _COLUMNS)
     return f"INSERT INTO request_log ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
-
-
-# SQLite allows 32,766 bound parameters per statement since 3.32 (999 before); 24 columns a row.
-_SQLITE_ROWS_PER_STATEMENT = 500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // 24
-
-
-@functools.lru_cache(maxsize=8)
-def _sqlite_multirow_sql(n: int) -> str:
-    one = "(" + ", ".join("?" for _ in _COLUMNS) + ")"
-    return (
-        f"INSERT INTO request_log ({', '.join(_COLUMNS)}) VALUES "
-        + ", ".join([one] * n)
-        + " ON CONFLICT (id) DO NOTHING"
-    )
 
 
 def record_to_params(r: RequestLogRecord, dialect: str) -> tuple[Any, ...]:
@@ -179,6 +164,9 @@ def _is_bad_data(exc: BaseException) -> bool:
     """True if retrying cannot help because the rows themselves are the problem."""
     if isinstance(exc, (sa_exc.IntegrityError, sa_exc.DataError)):
         return True
+    # The SQLite sink's stdlib errors: a constraint, or a value the driver cannot bind.
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)):
+        return True
     if isinstance(exc, sa_exc.DBAPIError):
         # asyncpg reports bad values as plain DBAPIErrors; its SQLSTATE says what they are:
         # class 22 = data exception (overflow, bad input), 23 = integrity violation.
@@ -229,6 +217,10 @@ class RequestLogWriter:
         self._write_timeout = write_timeout_s
         self._dialect = store.engine.dialect.name
         self._sql = driver_insert_sql(self._dialect)
+        from tiergate.store.db import SQLITE_BUSY_TIMEOUT_S, sqlite_file  # db imports this module
+
+        path = sqlite_file(store.engine.url) if self._dialect == "sqlite" else None
+        self._sqlite = SQLiteSink(path, SQLITE_BUSY_TIMEOUT_S) if path is not None else None
         self._queue: deque[RequestLogRecord] = deque()
         self._lock = asyncio.Lock()  # one writer at a time: the task, flush() or close()
         self._wake = asyncio.Event()  # a batch is full (or we are stopping)
@@ -316,6 +308,8 @@ class RequestLogWriter:
                 self._queue.clear()
                 self.dropped += lost
                 log.error("request log: database unavailable at shutdown, lost %d rows", lost)
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     # -- background task -------------------------------------------------------------------
 
@@ -398,17 +392,11 @@ class RequestLogWriter:
         # The timeout keeps a hung connection (half-open TCP) from stalling the log forever;
         # it surfaces as TimeoutError and is retried like any outage.
         async with asyncio.timeout(self._write_timeout):
+            if self._sqlite is not None:  # one thread call per batch (see sqlite_sink.py)
+                await asyncio.to_thread(self._sqlite.insert, rows)
+                return
             async with self._store.engine.begin() as conn:
-                if self._dialect != "sqlite":
-                    await conn.exec_driver_sql(self._sql, rows)  # asyncpg pipelines executemany
-                    return
-                # SQLite: multi-row VALUES, so the sqlite3 module steps once per chunk. Its
-                # executemany releases and retakes the GIL for every row, and under load that
-                # hand-off with the serving thread cost more than the rows themselves.
-                for i in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
-                    chunk = rows[i : i + _SQLITE_ROWS_PER_STATEMENT]
-                    params = tuple(v for row in chunk for v in row)
-                    await conn.exec_driver_sql(_sqlite_multirow_sql(len(chunk)), params)
+                await conn.exec_driver_sql(self._sql, rows)  # asyncpg pipelines executemany
 
     def _note_failure(self, exc: Exception) -> None:
         self.failures += 1
