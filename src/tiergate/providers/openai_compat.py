@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import UpstreamError, UpstreamProtocolError
 from ..types import ChatResult, StreamEvent, Usage
 from .base import Provider, status_error, translate_exception
-from .sse import iter_sse_batches
+from .sse import SSEEvent, SSEParser
 
 _JSON = "application/json"
 _USER_AGENT = f"tiergate/{__version__}"
@@ -145,32 +145,24 @@ class _OpenAIStream:
 
     async def _events(self) -> AsyncIterator[list[StreamEvent]]:
         finished = False
+        parser = SSEParser()
         try:
-            async for batch in iter_sse_batches(self._resp.content.iter_any()):
-                out: list[StreamEvent] = []
-                for sse in batch:
-                    data = sse.data
-                    if data == b"[DONE]":
-                        if out:
-                            yield out
-                        return
-                    if sse.event == b"error" or data.startswith(b'{"error"'):
-                        if out:
-                            yield out
-                        raise UpstreamProtocolError(
-                            f"upstream reported an error mid-stream: {_error_text(data)}",
-                            deployment=self._deployment,
-                        )
-                    if not (data.startswith(b"{") and data.endswith(b"}")):
-                        raise UpstreamProtocolError(
-                            "upstream sent a malformed stream event", deployment=self._deployment
-                        )
-                    ev = StreamEvent(data)
-                    if not finished and ev.has_finish_reason():
-                        finished = True
-                    out.append(ev)
-                if out:
-                    yield out
+            async for chunk in self._resp.content.iter_any():
+                batch, done, error = self._convert(parser.feed(chunk))
+                if batch:
+                    finished = finished or any(ev.has_finish_reason() for ev in batch)
+                    yield batch
+                if error is not None:
+                    raise error
+                if done:
+                    return
+            batch, done, error = self._convert(parser.finish())
+            if batch:
+                yield batch
+            if error is not None:
+                raise error
+            if done:
+                return
         except UpstreamError:
             raise
         except Exception as exc:
@@ -182,6 +174,28 @@ class _OpenAIStream:
                 "upstream stream ended before the answer was complete (no [DONE])",
                 deployment=self._deployment,
             )
+
+    def _convert(
+        self, events: list[SSEEvent]
+    ) -> tuple[list[StreamEvent], bool, UpstreamProtocolError | None]:
+        """The OpenAI chunks of one read, whether `[DONE]` came, and an error that followed
+        them (the chunks before an error still reach the client)."""
+        out: list[StreamEvent] = []
+        for sse in events:
+            data = sse.data
+            if data == b"[DONE]":
+                return out, True, None
+            if sse.event == b"error" or data.startswith(b'{"error"'):
+                return out, True, UpstreamProtocolError(
+                    f"upstream reported an error mid-stream: {_error_text(data)}",
+                    deployment=self._deployment,
+                )
+            if not (data.startswith(b"{") and data.endswith(b"}")):
+                return out, True, UpstreamProtocolError(
+                    "upstream sent a malformed stream event", deployment=self._deployment
+                )
+            out.append(StreamEvent(data))
+        return out, False, None
 
     async def aclose(self) -> None:
         await self._gen.aclose()

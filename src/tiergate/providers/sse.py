@@ -18,6 +18,8 @@ class SSEEvent:
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
+    if block[:6] == b"data: " and b"\n" not in block:
+        return SSEEvent(None, block[6:])  # the common case: one `data:` line
     event: bytes | None = None
     data_lines: list[bytes] = []
     for line in block.split(b"\n"):
@@ -37,6 +39,43 @@ def _parse_block(block: bytes) -> SSEEvent | None:
     return SSEEvent(event, data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines))
 
 
+class SSEParser:
+    """Feed raw network reads; get back the whole events each read completed."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._buf and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            blocks = chunk.split(b"\n\n")  # fast path: whole events in one read
+            blocks.pop()
+        else:
+            buf = self._buf + chunk
+            if b"\r" in buf:
+                buf = buf.replace(b"\r\n", b"\n")
+            blocks = buf.split(b"\n\n")
+            self._buf = blocks.pop()
+        out = []
+        for block in blocks:
+            if block:
+                ev = _parse_block(block)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+    def finish(self) -> list[SSEEvent]:
+        """At end of body. A tail without its closing blank line is trusted only for the end
+        marker; anything else there is a half-sent event of a stream that broke off."""
+        buf, self._buf = self._buf, b""
+        if buf.strip():
+            ev = _parse_block(buf.strip())
+            if ev is not None and ev.data.strip() == b"[DONE]":
+                return [ev]
+        return []
+
+
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     """Yield whole SSE events from an async iterator of raw byte chunks."""
     async for batch in iter_sse_batches(chunks):
@@ -50,28 +89,11 @@ async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[S
     Relaying a read's events together costs one write to the client instead of one per event;
     nothing waits for more data than the upstream already sent.
     """
-    buf = b""
+    parser = SSEParser()
     async for chunk in chunks:
-        if not buf and chunk.endswith(b"\n\n") and b"\r" not in chunk:
-            blocks = chunk.split(b"\n\n")  # fast path: whole events in one read
-            buf = b""
-        else:
-            buf += chunk
-            if b"\r" in buf:
-                buf = buf.replace(b"\r\n", b"\n")
-            blocks = buf.split(b"\n\n")
-            buf = blocks.pop()
-        batch = []
-        for block in blocks:
-            if block:
-                ev = _parse_block(block)
-                if ev is not None:
-                    batch.append(ev)
+        batch = parser.feed(chunk)
         if batch:
             yield batch
-    # A tail without its closing blank line is only trusted for the end marker; anything else
-    # there is a half-sent event of a stream that broke off, and must not reach the client.
-    if buf.strip():
-        ev = _parse_block(buf)
-        if ev is not None and ev.data.strip() == b"[DONE]":
-            yield [ev]
+    tail = parser.finish()
+    if tail:
+        yield tail
