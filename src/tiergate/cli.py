@@ -67,7 +67,14 @@ def serve(
     """Start the gateway."""
     from .banner import render_banner
     from .providers import UnsupportedProviderError, create_provider
-    from .server.serve import ServeError, check_bind, prepare, serve_workers, start_simulators, stop_processes
+    from .server.serve import (
+        ServeError,
+        check_bind,
+        prepare,
+        serve_workers,
+        start_simulators,
+        stop_processes,
+    )
 
     _setup_logging()
     settings = _load(config)
@@ -144,7 +151,8 @@ def recommend(
     budget: Annotated[Optional[float], typer.Option(help="monthly budget in USD")] = None,
 ) -> None:
     """The ALEM decision tree: which tier fits, with a config snippet. Asks what flags leave open."""
-    from .recommend import ask_interactively, recommend as decide
+    from .recommend import ask_interactively
+    from .recommend import recommend as decide
 
     if sovereignty is None or (sovereignty and air_gap is None) or (
         not sovereignty and (complex_reasoning is None or (complex_reasoning and budget is None))

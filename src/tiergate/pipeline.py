@@ -29,7 +29,6 @@ from typing import Any, AsyncIterator, Mapping
 
 import orjson
 
-from .ids import new_request_id
 from .auth import Authenticator, Principal
 from .config.models import Deployment, Settings, resolve_secret
 from .errors import (
@@ -42,10 +41,16 @@ from .errors import (
     UpstreamError,
     UpstreamProtocolError,
 )
+from .ids import new_request_id
 from .privacy.levels import PrivacyLevel, parse_level
 from .providers import Provider, create_provider
 from .request import parse_chat_request
-from .routing.eligible import Exclusion, estimate_prompt_tokens, predicted_cost, split_eligible
+from .routing.eligible import (
+    Exclusion,
+    estimate_prompt_tokens,
+    predicted_cost,
+    split_eligible,
+)
 from .store import RequestLogRecord, RequestLogWriter
 from .types import ChatRequest, ChatResult, ChatStream, StreamEvent, Usage
 

@@ -10,7 +10,12 @@ from rich.console import Console
 
 from tiergate.banner import banner_text, render_banner
 from tiergate.config import load_settings
-from tiergate.recommend import ask_interactively, parse_budget, recommend, render_recommendation
+from tiergate.recommend import (
+    ask_interactively,
+    parse_budget,
+    recommend,
+    render_recommendation,
+)
 
 
 def test_simulated_banner_says_so_and_how_to_fix() -> None:

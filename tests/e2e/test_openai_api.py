@@ -7,14 +7,22 @@ import asyncio
 import json
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.support import MASTER_KEY, GatewayProc, Sim, deployment, free_port, http_json, start_gateway, start_sim
+from tests.support import (
+    MASTER_KEY,
+    GatewayProc,
+    Sim,
+    deployment,
+    free_port,
+    http_json,
+    start_gateway,
+    start_sim,
+)
 
 AZ = "Salam! Mənim adım Əliyevdir: ə ğ ı ö ü ş ç Ə Ğ I Ö Ü Ş Ç"
 RU = "Привет, как дела? Съешь же ещё этих мягких французских булок."

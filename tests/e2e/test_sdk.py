@@ -8,9 +8,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from tests.support import MASTER_KEY, Sim, deployment, start_gateway, start_sim
 from tiergate.errors import PolicyError, UnprocessableRequestError
 from tiergate.sdk import RemoteClient, Tiergate, allm_call, llm_call
-from tests.support import MASTER_KEY, Sim, deployment, start_gateway, start_sim
 
 
 @pytest.fixture(scope="module")

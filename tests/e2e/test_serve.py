@@ -9,14 +9,20 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import MASTER_KEY, deployment, free_port, http_json, start_gateway, start_sim
+from tests.support import (
+    MASTER_KEY,
+    deployment,
+    free_port,
+    http_json,
+    start_gateway,
+    start_sim,
+)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -160,7 +166,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         cfg = tmp_path / "tiergate.yaml"
-        cfg.write_text(f"deployments:\n  - {{name: x, model: m, base_url: 'http://127.0.0.1:9/v1', location: local}}\n")
+        cfg.write_text("deployments:\n  - {name: x, model: m, base_url: 'http://127.0.0.1:9/v1', location: local}\n")
         r = subprocess.run([sys.executable, "-m", "tiergate", "serve", "--config", str(cfg), "--port", str(port), "--no-banner"],
                            cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=30)
     assert r.returncode == 2

@@ -24,7 +24,12 @@ import aiohttp
 import openai
 import pytest
 
-from tiergate.simulator import SimulatorConfig, SimulatorThread, build_app, start_simulator
+from tiergate.simulator import (
+    SimulatorConfig,
+    SimulatorThread,
+    build_app,
+    start_simulator,
+)
 
 USER = [{"role": "user", "content": "Tell me about privacy tiers."}]
 AZ_RU = "Azərbaycan: ə ğ ı ö ü ş ç Ə Ğ İ Ö Ü Ş Ç — Русский: Привет, как дела? Ёжик съел щётку. 🚀"

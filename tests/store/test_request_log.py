@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from tiergate.store import RequestLogRecord, RequestLogWriter, Store, run_migrations
 from tiergate.store.sqlite_sink import SQLiteSink, chunks
 
-from .conftest import TcpProxy, Target, free_port
+from .conftest import Target, TcpProxy, free_port
 
 
 def make_record(i: int = 0, **overrides: object) -> RequestLogRecord:

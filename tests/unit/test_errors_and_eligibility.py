@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from tiergate.config.models import Deployment
-from tiergate.errors import AllCandidatesFailedError, UpstreamStatusError, UpstreamTimeoutError
+from tiergate.errors import (
+    AllCandidatesFailedError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from tiergate.privacy.levels import PrivacyLevel, may_reach, parse_level
 from tiergate.routing.eligible import split_eligible
 

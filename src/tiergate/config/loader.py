@@ -32,7 +32,14 @@ from pydantic import BaseModel, ValidationError
 from ..privacy.levels import parse_level
 from . import env as envconv
 from .errors import ConfigError
-from .models import Deployment, Price, PrivacyConfig, ServerConfig, Settings, StoreConfig
+from .models import (
+    Deployment,
+    Price,
+    PrivacyConfig,
+    ServerConfig,
+    Settings,
+    StoreConfig,
+)
 from .presets import ALEM_TIERS, AZINTELECOM_EXAMPLE_BASE_URL, PRESETS
 
 DEFAULT_FILE = "tiergate.yaml"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

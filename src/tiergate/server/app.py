@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from ..ids import new_request_id
 from ..auth import token_from_headers
-from ..errors import GatewayError, InvalidRequestError, PayloadTooLargeError, UpstreamError
+from ..errors import (
+    GatewayError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    UpstreamError,
+)
+from ..ids import new_request_id
 from ..pipeline import Completed, Explained, Gateway, Streaming
 from ..store import Store
 

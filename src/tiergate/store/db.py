@@ -25,8 +25,8 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable
-from threading import Thread
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import sqlalchemy as sa

@@ -29,8 +29,8 @@ prefix), never a secret.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Mapping
 from contextlib import suppress
@@ -217,7 +217,10 @@ class RequestLogWriter:
         self._write_timeout = write_timeout_s
         self._dialect = store.engine.dialect.name
         self._sql = driver_insert_sql(self._dialect)
-        from tiergate.store.db import SQLITE_BUSY_TIMEOUT_S, sqlite_file  # db imports this module
+        from tiergate.store.db import (  # db imports this module
+            SQLITE_BUSY_TIMEOUT_S,
+            sqlite_file,
+        )
 
         path = sqlite_file(store.engine.url) if self._dialect == "sqlite" else None
         self._sqlite = SQLiteSink(path, SQLITE_BUSY_TIMEOUT_S) if path is not None else None
