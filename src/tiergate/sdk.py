@@ -109,7 +109,30 @@ class _LoopThread:
         self.loop.close()
 
 
-class Tiergate:
+class _SyncAPI:
+    """`call` and `stream` for sync code, over the subclass's `acall` and `astream`."""
+
+    _thread: _LoopThread | None = None
+
+    async def acall(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> LLMResponse:
+        raise NotImplementedError
+
+    def astream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    def _loop(self) -> _LoopThread:
+        if self._thread is None:
+            self._thread = _LoopThread()
+        return self._thread
+
+    def call(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> LLMResponse:
+        return self._loop().run(self.acall(prompt_or_messages, model, constraints, **params))
+
+    def stream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> Iterator[str]:
+        return self._loop().iterate(self.astream(prompt_or_messages, model, constraints, **params))
+
+
+class Tiergate(_SyncAPI):
     """The gateway in-process, built from a config file (or Settings)."""
 
     def __init__(self, config: str | Path | Settings | None = None) -> None:
@@ -150,17 +173,6 @@ class Tiergate:
         finally:
             await outcome.aclose()
 
-    def _loop(self) -> _LoopThread:
-        if self._thread is None:
-            self._thread = _LoopThread()
-        return self._thread
-
-    def call(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> LLMResponse:
-        return self._loop().run(self.acall(prompt_or_messages, model, constraints, **params))
-
-    def stream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> Iterator[str]:
-        return self._loop().iterate(self.astream(prompt_or_messages, model, constraints, **params))
-
     async def aclose(self) -> None:
         if self._started is not None:
             await self.gateway.close()
@@ -173,7 +185,7 @@ class Tiergate:
             self._thread = None
 
 
-class RemoteClient:
+class RemoteClient(_SyncAPI):
     """A thin client for a running gateway; same call shapes as `Tiergate`."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8100", api_key: str | None = None, timeout_s: float = 120.0) -> None:
@@ -222,17 +234,6 @@ class RemoteClient:
                     if text:
                         yield text
                 raise UpstreamError("the gateway's stream ended before the answer was complete")
-
-    def _loop(self) -> _LoopThread:
-        if self._thread is None:
-            self._thread = _LoopThread()
-        return self._thread
-
-    def call(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> LLMResponse:
-        return self._loop().run(self.acall(prompt_or_messages, model, constraints, **params))
-
-    def stream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> Iterator[str]:
-        return self._loop().iterate(self.astream(prompt_or_messages, model, constraints, **params))
 
     def close(self) -> None:
         if self._thread is not None:
