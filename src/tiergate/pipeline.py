@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, Mapping
 
 import orjson
 
@@ -153,7 +153,7 @@ class Streaming:
                 return False
         return True
 
-    async def events(self) -> AsyncIterator[list[StreamEvent]]:
+    async def events(self) -> AsyncGenerator[list[StreamEvent], None]:
         """The answer's events, in batches as they arrived (relay each batch in one write)."""
         try:
             batch = [ev for ev in self._first if self._accept(ev)]

@@ -650,5 +650,4 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dedupe(problems: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return [p for p in problems if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(problems))  # keeps the first of each, in order

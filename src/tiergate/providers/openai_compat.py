@@ -8,7 +8,7 @@ and streamed events are forwarded one by one as they arrive, never buffered whol
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 import aiohttp
 import orjson
@@ -143,7 +143,7 @@ class _OpenAIStream:
     def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._gen
 
-    async def _events(self) -> AsyncIterator[list[StreamEvent]]:
+    async def _events(self) -> AsyncGenerator[list[StreamEvent], None]:
         finished = False
         parser = SSEParser()
         try:

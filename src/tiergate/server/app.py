@@ -137,7 +137,7 @@ async def _stream(request: web.Request, outcome: Streaming) -> web.StreamRespons
             await resp.write_eof(b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n")
         else:
             await resp.write_eof(_DONE)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass  # the client went away; the record says 499
     finally:
         await events.aclose()
