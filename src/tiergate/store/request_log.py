@@ -29,6 +29,7 @@ prefix), never a secret.
 from __future__ import annotations
 
 import asyncio
+import operator
 import logging
 import sqlite3
 from collections import deque
@@ -84,7 +85,6 @@ _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 _COLUMNS: tuple[str, ...] = tuple(c.name for c in request_log.columns)
-_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # the text form SQLAlchemy's SQLite DateTime reads back
 
 
 def driver_insert_sql(dialect: str) -> str:
@@ -101,20 +101,31 @@ def driver_insert_sql(dialect: str) -> str:
     return f"INSERT INTO request_log ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
 
 
+_ROW = operator.attrgetter(*_COLUMNS)  # every column is a RequestLogRecord field
+_I_CREATED, _I_COST, _I_ESTIMATED, _I_STREAM, _I_ATTEMPTS = (
+    _COLUMNS.index(c) for c in ("created_at", "cost_usd", "tokens_estimated", "stream", "attempts")
+)
+
+
 def record_to_params(r: RequestLogRecord, dialect: str) -> tuple[Any, ...]:
     """Positional insert parameters for one record, converted the way the dialect stores them."""
-    row = record_to_row(r)
-    created = row["created_at"]
+    row = list(_ROW(r))
+    created = row[_I_CREATED]
     created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    attempts = row[_I_ATTEMPTS]
+    row[_I_ATTEMPTS] = (
+        orjson.dumps(attempts, default=str, option=_JSON_OPTIONS).decode() if attempts else "[]"
+    )
     if dialect == "sqlite":
-        row["created_at"] = created.replace(tzinfo=None).strftime(_SQLITE_TS)
-        cost = row["cost_usd"]
-        row["cost_usd"] = float(cost) if cost is not None else None
-        row["tokens_estimated"] = int(bool(row["tokens_estimated"]))
-        row["stream"] = int(bool(row["stream"]))
+        # The text form SQLAlchemy's SQLite DateTime reads back (always with microseconds).
+        row[_I_CREATED] = created.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        cost = row[_I_COST]
+        row[_I_COST] = float(cost) if cost is not None else None
+        row[_I_ESTIMATED] = int(bool(row[_I_ESTIMATED]))
+        row[_I_STREAM] = int(bool(row[_I_STREAM]))
     else:
-        row["created_at"] = created
-    return tuple(row[c] for c in _COLUMNS)
+        row[_I_CREATED] = created
+    return tuple(row)
 
 
 def record_to_row(r: RequestLogRecord) -> dict[str, Any]:
