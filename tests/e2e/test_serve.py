@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,29 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
 
     found = asyncio.run(rows())
     assert sorted(found) == sorted((i, "local-a", 200) for i in ids)
+
+
+def test_overhead_header_excludes_upstream_time(tmp_path: Path) -> None:
+    sim = start_sim(tmp_path, "local", "--latency-ms", "300", "--ttft-ms", "300", "--tps", "0", fast=False)
+    gw = start_gateway(tmp_path, {"deployments": [deployment("slow", sim, "local")]})
+    try:
+        for stream in (False, True):
+            t0 = time.perf_counter()
+            if stream:
+                req = urllib.request.Request(f"{gw.url}/chat/completions", method="POST", data=json.dumps(
+                    {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode(),
+                    headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    headers = dict(r.headers)
+                    r.read()
+            else:
+                status, _, headers = http_json("POST", f"{gw.url}/chat/completions", {"model": "slow", "messages": [
+                    {"role": "user", "content": "x"}]}, headers={"authorization": f"Bearer {MASTER_KEY}"})
+                assert status == 200
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+            overhead = float(headers["x-tiergate-overhead-ms"])
+            assert elapsed_ms >= 300  # the upstream really took its time
+            assert 0 <= overhead < 100  # and none of it is counted as the gateway's
+    finally:
+        gw.stop()
+        sim.stop()
