@@ -24,6 +24,7 @@ run: install
 	$(BIN)/tiergate serve $(ARGS)
 
 test: install-test
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 clean:

@@ -29,8 +29,8 @@ prefix), never a secret.
 from __future__ import annotations
 
 import asyncio
-import operator
 import logging
+import operator
 import sqlite3
 from collections import deque
 from collections.abc import Mapping
