@@ -195,8 +195,8 @@ def render_banner(
                 style="bold yellow",
             )
         )
-        for line in HOW_TO_ADD_PROVIDER:
-            say(f"  {line}")
+        for hint in HOW_TO_ADD_PROVIDER:
+            say(f"  {hint}")
     console.print(Rule(style="cyan"))
 
 

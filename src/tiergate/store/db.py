@@ -100,8 +100,8 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
         if schema is not None:
             raise ValueError("schema= is only supported for PostgreSQL")
         timeout = float(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S))  # type: ignore[arg-type]
-        connect_args = {"async_creator_fn": _aiosqlite_connect, **kwargs.pop("connect_args", {})}
-        engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
+        sqlite_args = {"async_creator_fn": _aiosqlite_connect, **kwargs.pop("connect_args", {})}
+        engine = create_async_engine(parsed, connect_args=sqlite_args, **kwargs)
         _install_sqlite_hooks(engine, busy_timeout_ms=int(timeout * 1000),
                               wal=sqlite_file(parsed) is not None)
         return engine
@@ -233,7 +233,7 @@ class Store:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [record_from_row(row) for row in rows]
+        return [record_from_row(dict(row)) for row in rows]
 
     async def count_requests(self) -> int:
         async with self.engine.connect() as conn:
