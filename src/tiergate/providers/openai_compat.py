@@ -146,9 +146,12 @@ class _OpenAIStream:
     async def _events(self) -> AsyncGenerator[list[StreamEvent], None]:
         finished = False
         parser = SSEParser()
+        reads = self._resp.content.iter_any()
         try:
-            async for chunk in self._resp.content.iter_any():
-                batch, done, error = self._convert(parser.feed(chunk))
+            while True:
+                chunk = await anext(reads, None)
+                events = parser.feed(chunk) if chunk is not None else parser.finish()
+                batch, done, error = self._convert(events)
                 if batch:
                     finished = finished or any(ev.has_finish_reason() for ev in batch)
                     yield batch
@@ -156,13 +159,8 @@ class _OpenAIStream:
                     raise error
                 if done:
                     return
-            batch, done, error = self._convert(parser.finish())
-            if batch:
-                yield batch
-            if error is not None:
-                raise error
-            if done:
-                return
+                if chunk is None:
+                    break
         except UpstreamError:
             raise
         except Exception as exc:

@@ -40,7 +40,11 @@ def _parse_block(block: bytes) -> SSEEvent | None:
 
 
 class SSEParser:
-    """Feed raw network reads; get back the whole events each read completed."""
+    """Feed raw network reads; get back the whole events each read completed.
+
+    Returning a read's events together lets the relay write them to the client in one write
+    instead of one per event, without waiting for more data than the upstream already sent.
+    """
 
     __slots__ = ("_buf",)
 
@@ -78,22 +82,9 @@ class SSEParser:
 
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     """Yield whole SSE events from an async iterator of raw byte chunks."""
-    async for batch in iter_sse_batches(chunks):
-        for ev in batch:
-            yield ev
-
-
-async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
-    """Yield the whole SSE events completed by each network read, as one list per read.
-
-    Relaying a read's events together costs one write to the client instead of one per event;
-    nothing waits for more data than the upstream already sent.
-    """
     parser = SSEParser()
     async for chunk in chunks:
-        batch = parser.feed(chunk)
-        if batch:
-            yield batch
-    tail = parser.finish()
-    if tail:
-        yield tail
+        for ev in parser.feed(chunk):
+            yield ev
+    for ev in parser.finish():
+        yield ev

@@ -128,40 +128,6 @@ def record_to_params(r: RequestLogRecord, dialect: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def record_to_row(r: RequestLogRecord) -> dict[str, Any]:
-    """The insert parameters for one record (built at flush time, not on the hot path)."""
-    return {
-        "id": r.id,
-        "created_at": r.created_at,
-        "key_id": r.key_id,
-        "model_group": r.model_group,
-        "deployment": r.deployment,
-        "location": r.location,
-        "residency": r.residency,
-        "privacy_level": r.privacy_level,
-        "prompt_tokens": r.prompt_tokens,
-        "completion_tokens": r.completion_tokens,
-        "total_tokens": r.total_tokens,
-        "tokens_estimated": r.tokens_estimated,
-        "cost_usd": r.cost_usd,
-        "latency_ms": r.latency_ms,
-        "overhead_ms": r.overhead_ms,
-        "upstream_ms": r.upstream_ms,
-        "ttft_ms": r.ttft_ms,
-        "status_code": r.status_code,
-        "error_code": r.error_code,
-        "stream": r.stream,
-        "fallbacks": r.fallbacks,
-        "attempts": (
-            orjson.dumps(r.attempts, default=str, option=_JSON_OPTIONS).decode()
-            if r.attempts
-            else "[]"
-        ),
-        "request_body": r.request_body,
-        "response_body": r.response_body,
-    }
-
-
 _FIELDS = frozenset(RequestLogRecord.__dataclass_fields__)
 
 
