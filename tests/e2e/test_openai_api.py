@@ -439,3 +439,10 @@ def test_wrong_method_is_json_405(gw: GatewayProc) -> None:
     status, body, headers = http_json("GET", f"{gw.url}/chat/completions")
     assert status == 405 and body["error"]["code"] == "method_not_allowed" and "POST" in body["error"]["message"]
     assert headers["x-request-id"].startswith("req_")
+
+
+def test_head_on_health_is_allowed(gw: GatewayProc) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(f"{gw.base}/health", method="HEAD"), timeout=5) as r:
+        assert r.status == 200

@@ -32,7 +32,6 @@ log = logging.getLogger("tiergate.server")
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 STORE_KEY: web.AppKey[Store | None] = web.AppKey("store", object)  # type: ignore[arg-type]
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
-ROUTES_KEY: web.AppKey[dict[str, set[str]]] = web.AppKey("routes", dict)
 
 _JSON = "application/json"
 _SSE_HEADERS = {
@@ -58,8 +57,14 @@ def _internal_error(request_id: str) -> web.Response:
 async def _unknown_route(request: web.Request) -> web.Response:
     """JSON errors for unknown routes and methods (a catch-all route, not a middleware: a
     middleware would cost every request a few microseconds for what only misses need)."""
-    known = request.app[ROUTES_KEY].get(request.path)
-    if known is not None and request.method not in known:
+    known = {
+        route.method
+        for resource in request.app.router.resources()
+        if resource.canonical == request.path
+        for route in resource
+        if route.method != "*"
+    }
+    if known and request.method not in known:
         status, code, reason = 405, "method_not_allowed", f"use {', '.join(sorted(known))}"
     else:
         status, code, reason = 404, "not_found", "no such route"
@@ -192,19 +197,11 @@ def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: i
     app[GATEWAY_KEY] = gateway
     app[STORE_KEY] = store
     app[MAX_BODY_KEY] = limit
-    routes: dict[str, set[str]] = {}
-    for method, path, handler in (
-        ("POST", "/v1/chat/completions", chat_completions),
-        ("POST", "/chat/completions", chat_completions),
-        ("GET", "/v1/models", list_models),
-        ("GET", "/models", list_models),
-        ("GET", "/health", health),
-        ("GET", "/ready", ready),
-    ):
-        app.router.add_route(method, path, handler)
-        routes.setdefault(path, set()).add(method)
-        if method == "GET":
-            routes[path].add("HEAD")
-    app[ROUTES_KEY] = routes
-    app.router.add_route("*", "/{tail:.*}", _unknown_route)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_route("*", "/{tail:.*}", _unknown_route)  # JSON 404/405 for the rest
     return app
