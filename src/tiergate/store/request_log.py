@@ -44,8 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import exc as sa_exc
 
-from tiergate.store.models import request_log
-from tiergate.store.sqlite_sink import SQLiteSink
+from tiergate.store.sqlite_sink import COLUMNS, SQLiteSink
 
 if TYPE_CHECKING:
     from tiergate.store.db import Store
@@ -84,7 +83,7 @@ class RequestLogRecord:
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-_COLUMNS: tuple[str, ...] = tuple(c.name for c in request_log.columns)
+_COLUMNS = COLUMNS  # insert order: the table's column order (one definition, in sqlite_sink)
 
 
 def driver_insert_sql(dialect: str) -> str:
