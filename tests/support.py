@@ -98,10 +98,14 @@ class Sim(Proc):
         http_json("POST", f"{self.base}/_sim/reset", {})
 
 
-def start_sim(tmp: Path, profile: str = "local", *args: str, fast: bool = True) -> Sim:
+def start_sim(tmp: Path, profile: str = "local", *args: str, fast: bool = True, fmt: str = "openai") -> Sim:
+    """A simulated upstream process speaking wire format `fmt` (see tiergate.simulator)."""
     port = free_port()
-    log_path = tmp / f"sim-{profile}-{port}.log"
-    cmd = [sys.executable, "-m", "tiergate.simulator", "--port", str(port), "--profile", profile, *args]
+    log_path = tmp / f"sim-{fmt}-{profile}-{port}.log"
+    cmd = [
+        sys.executable, "-m", "tiergate.simulator", "--port", str(port), "--profile", profile,
+        "--format", fmt, *args,
+    ]
     if fast:
         cmd.append("--fast")
     with open(log_path, "wb") as log:

@@ -4,7 +4,7 @@ settings and calls into the package.
     tiergate serve      start the gateway (banner, workers, graceful shutdown)
     tiergate info       the ALEM banner for each deployment, with live reachability
     tiergate recommend  the ALEM decision tree: which tier, and a config snippet
-    tiergate simulate   a simulated OpenAI-compatible upstream (local | sovereign | cloud)
+    tiergate simulate   a simulated upstream (local | sovereign | cloud; any wire format)
     tiergate explain    the routing decision for a request, without calling any upstream
 """
 
@@ -185,6 +185,9 @@ def recommend(
 def simulate(
     port: Annotated[int, typer.Option(help="listen port on 127.0.0.1")] = 8200,
     profile: Annotated[str, typer.Option(help="local | sovereign | cloud")] = "local",
+    format: Annotated[
+        str, typer.Option("--format", help="wire format: openai | anthropic | gemini | ollama | bedrock")
+    ] = "openai",
     host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
     latency_ms: Annotated[Optional[float], typer.Option(help="delay before a non-streamed answer")] = None,
     ttft_ms: Annotated[Optional[float], typer.Option(help="time to first token (streaming)")] = None,
@@ -197,7 +200,8 @@ def simulate(
     model: Annotated[Optional[list[str]], typer.Option(help="model id to report (repeatable)")] = None,
     hang_s: Annotated[float, typer.Option(help="how long the 'timeout' fault hangs")] = 30.0,
 ) -> None:
-    """Serve a SIMULATED OpenAI-compatible upstream (for demos, tests and benchmarks).
+    """Serve a SIMULATED upstream (for demos, tests and benchmarks), speaking OpenAI's wire
+    format or, with --format, Anthropic's, Gemini's, Ollama's or Bedrock's.
 
     Faults can also be triggered per request by strings in a message: [[fault:500]],
     [[fault:429]], [[fault:timeout]], [[fault:reset]], [[fault:malformed]], [[fault:truncate]],
@@ -219,6 +223,7 @@ def simulate(
         reply_tokens=reply_tokens,
         models=model or None,
         hang_s=hang_s,
+        format=format,
     )
     try:
         run_simulator(cfg, host=host, port=port)

@@ -11,9 +11,10 @@
     ├── UpstreamError                 (502, one failed attempt at one deployment)
     │   ├── UpstreamTimeoutError      (504)
     │   ├── UpstreamConnectionError   (502)
-    │   ├── UpstreamStatusError       (status of the upstream answer, mapped)
+    │   ├── UpstreamStatusError       (429 keeps retry-after, 401/403 -> 401 upstream_auth_error,
+    │   │                              503/529 -> 503, other 5xx -> 502, other 4xx as they are)
     │   └── UpstreamProtocolError     (502 malformed JSON, truncated stream)
-    ├── AllCandidatesFailedError      (502/504/429, lists every attempt)
+    ├── AllCandidatesFailedError      (502/504/429/503/401, lists every attempt)
     └── ServiceUnavailableError       (503)
 
 Routing reads fields (`retryable`, `status`, `retry_after`), never message text.
@@ -152,14 +153,19 @@ class UpstreamStatusError(UpstreamError):
 
     def __init__(self, message: str, *, upstream_status: int, **kw: Any) -> None:
         super().__init__(message, upstream_status=upstream_status, **kw)
-        self.retryable = upstream_status == 429 or upstream_status >= 500
+        # 401/403 are the gateway's own credentials being refused for this deployment: another
+        # deployment may still answer, so they are retryable like 429 and 5xx.
+        self.retryable = upstream_status in (401, 403, 429) or upstream_status >= 500
         if upstream_status == 429:
             self.status, self.type, self.code = 429, "rate_limit_error", "upstream_rate_limited"
         elif upstream_status in (401, 403):
-            # The upstream refused *our* credentials: a gateway configuration problem.
-            self.status, self.code = 502, "upstream_auth_error"
+            # The upstream refused *our* credentials: a gateway configuration problem, reported
+            # as 401 with its own code (the message never carries the upstream key).
+            self.status, self.type, self.code = 401, "authentication_error", "upstream_auth_error"
+        elif upstream_status in (503, 529):  # 529: Anthropic's "overloaded"
+            self.status, self.code = 503, "upstream_overloaded"
         elif upstream_status >= 500:
-            self.status = 503 if upstream_status == 503 else 502
+            self.status = 502
         else:
             self.status, self.type, self.code = upstream_status, "invalid_request_error", "upstream_rejected"
         if self.retry_after is not None:
@@ -185,8 +191,10 @@ class AllCandidatesFailedError(GatewayError):
             hints = [a.retry_after for a in attempts if a.retry_after is not None]
             if hints:
                 self.headers["retry-after"] = _fmt_seconds(min(hints))
-        elif attempts and all(a.upstream_status == 503 for a in attempts):
+        elif attempts and all(a.status == 503 for a in attempts):
             self.status, self.type, self.code = 503, "api_error", "upstream_overloaded"
+        elif attempts and all(a.code == "upstream_auth_error" for a in attempts):
+            self.status, self.type, self.code = 401, "authentication_error", "upstream_auth_error"
         else:
             self.status = 502
 

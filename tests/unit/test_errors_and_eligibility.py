@@ -42,7 +42,15 @@ def test_status_mapping() -> None:
     e400 = UpstreamStatusError("x", upstream_status=400)
     assert not e400.retryable and e400.status == 400
     e401 = UpstreamStatusError("x", upstream_status=401)
-    assert e401.status == 502 and e401.code == "upstream_auth_error"
+    # Issue 3: the upstream refusing our credentials is a 401 with its own code, and another
+    # deployment may still answer (retryable).
+    assert e401.status == 401 and e401.code == "upstream_auth_error" and e401.retryable
+    assert UpstreamStatusError("x", upstream_status=529).status == 503  # Anthropic "overloaded"
+    all_auth = AllCandidatesFailedError([
+        UpstreamStatusError("x", upstream_status=401, deployment="a"),
+        UpstreamStatusError("x", upstream_status=403, deployment="b"),
+    ])
+    assert all_auth.status == 401 and all_auth.code == "upstream_auth_error"
     all_t = AllCandidatesFailedError([UpstreamTimeoutError("t", deployment="a"), UpstreamTimeoutError("t", deployment="b")])
     assert all_t.status == 504 and "a: t" in all_t.message and "b: t" in all_t.message
     mixed = AllCandidatesFailedError([UpstreamTimeoutError("t", deployment="a"), UpstreamStatusError("boom", upstream_status=500, deployment="b")])

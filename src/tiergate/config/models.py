@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -120,6 +120,14 @@ class Deployment(_Frozen):
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Provider-specific settings (each adapter documents the ones it reads; others ignore them).
+    api_version: str | None = None  # anthropic: `anthropic-version` header (default 2023-06-01)
+    region: str | None = None  # bedrock: AWS region; gemini on Vertex AI: the location
+    project: str | None = None  # gemini on Vertex AI: the Google Cloud project (selects Vertex)
+    token_command: str | None = None  # gemini on Vertex AI: prints a bearer token (e.g. gcloud)
+    aws_profile: str | None = None  # bedrock: a named profile of botocore's credential chain
+    keep_alive: str | None = None  # ollama: how long the model stays loaded ("5m", "-1")
+    options: dict[str, Any] = Field(default_factory=dict)  # ollama `options` (num_ctx, ...)
     # Display data for the ALEM banner / `tiergate info`.
     tier_name: str | None = None
     cost_range: str | None = None

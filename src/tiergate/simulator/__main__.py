@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .profiles import FAULT_KINDS, PROFILES, SimulatorConfig
+from .profiles import FAULT_KINDS, PROFILES, WIRE_FORMATS, SimulatorConfig
 from .server import run_simulator
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8200, help="port (0 = ephemeral; default 8200)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="local")
+    p.add_argument("--format", choices=WIRE_FORMATS, default="openai", help="wire format to speak")
     p.add_argument("--fast", action="store_true", help="no delays at all (latency/ttft/tps = 0)")
     p.add_argument("--latency-ms", type=float, default=None)
     p.add_argument("--ttft-ms", type=float, default=None)
@@ -44,6 +45,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         fault=args.fault,
         fault_rate=args.fault_rate,
         hang_s=args.hang_s,
+        format=args.format,
     )
 
 

@@ -28,6 +28,11 @@ FAULT_KINDS: frozenset[str] = frozenset(
 )
 
 
+#: Wire formats the simulator speaks (`openai` is served by `server.py`, the others by
+#: `formats/<name>.py`, each following its provider's public API reference).
+WIRE_FORMATS: tuple[str, ...] = ("openai", "anthropic", "gemini", "ollama", "bedrock")
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """Fully-resolved timing/model settings of one simulator instance."""
@@ -94,6 +99,7 @@ class SimulatorConfig:
     fault_rate: float = 1.0
     hang_s: float = 30.0
     seed: int = 0  # seeds the fault_rate dice so runs are reproducible
+    format: str = "openai"  # wire format spoken: openai | anthropic | gemini | ollama | bedrock
 
     @classmethod
     def fast(cls, profile: str = "local", **overrides: Any) -> SimulatorConfig:
@@ -136,6 +142,8 @@ def _validate(p: Profile, cfg: SimulatorConfig) -> None:
         raise ValueError("fault_rate must be within 0..1")
     if cfg.hang_s < 0:
         raise ValueError("hang_s must be >= 0")
+    if cfg.format not in WIRE_FORMATS:
+        raise ValueError(f"unknown wire format {cfg.format!r} (known: {', '.join(WIRE_FORMATS)})")
     if cfg.fault is not None and cfg.fault.split(":", 1)[0] not in FAULT_KINDS:
         known = ", ".join(sorted(FAULT_KINDS))
         raise ValueError(f"unknown fault {cfg.fault!r} (known: {known})")

@@ -13,6 +13,7 @@ message scan and one ``orjson.dumps``; streams are then written in one go.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import os
 import random
@@ -438,10 +439,13 @@ def build_app(cfg: SimulatorConfig) -> web.Application:
     app = web.Application(client_max_size=_MAX_BODY)
     app[STATE] = _new_state(cfg)
     app.on_shutdown.append(_on_shutdown)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model:.+}", get_model)
-    app.router.add_route("*", "/v1/{tail:.*}", v1_not_found)
+    if cfg.format == "openai":
+        app.router.add_post("/v1/chat/completions", chat_completions)
+        app.router.add_get("/v1/models", list_models)
+        app.router.add_get("/v1/models/{model:.+}", get_model)
+        app.router.add_route("*", "/v1/{tail:.*}", v1_not_found)
+    else:
+        importlib.import_module(f"{__package__}.formats.{cfg.format}").add_routes(app)
     app.router.add_get("/health", health)
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_post("/_sim/reset", sim_reset)
@@ -471,7 +475,11 @@ def _bound_port(runner: web.AppRunner, default: int) -> int:
 
 
 def banner(cfg: SimulatorConfig, host: str, port: int) -> str:
-    return f"tiergate simulate: profile={cfg.profile} listening on http://{host}:{port}/v1 (SIMULATED upstream)"
+    path, fmt = ("/v1", "") if cfg.format == "openai" else ("", f" format={cfg.format}")
+    return (
+        f"tiergate simulate: profile={cfg.profile}{fmt} listening on "
+        f"http://{host}:{port}{path} (SIMULATED upstream)"
+    )
 
 
 async def serve_forever(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 8200) -> None:
