@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
+from .. import __version__
 from ..config.models import Deployment
 from ..errors import (
     UpstreamConnectionError,
@@ -78,6 +79,39 @@ class Provider(ABC):
         except UpstreamError as exc:
             return Health(False, error=exc.message)
         return Health(True, (time.perf_counter() - t0) * 1000.0, models)
+
+
+def make_session(deployment: Deployment, headers: dict[str, str]) -> aiohttp.ClientSession:
+    """The pooled keep-alive client every adapter uses for its deployment: `headers` are the
+    adapter's own (auth, content type), then the deployment's configured `headers` over them."""
+    connector = aiohttp.TCPConnector(
+        limit=deployment.max_concurrency or 0,  # 0 = no cap; the pipeline bounds concurrency
+        limit_per_host=0,
+        keepalive_timeout=30,
+        ttl_dns_cache=300,
+        enable_cleanup_closed=False,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={**headers, **deployment.headers},
+        timeout=aiohttp.ClientTimeout(total=deployment.timeout_s, sock_connect=deployment.connect_timeout_s),
+        auto_decompress=True,
+    )
+
+
+def stream_timeout(deployment: Deployment) -> aiohttp.ClientTimeout:
+    """For streamed answers: no total limit, but each read must come within `timeout_s`."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=deployment.connect_timeout_s, sock_read=deployment.timeout_s
+    )
+
+
+def probe_timeout(deployment: Deployment) -> aiohttp.ClientTimeout:
+    """For health probes and model listings."""
+    return aiohttp.ClientTimeout(total=min(5.0, deployment.timeout_s))
+
+
+USER_AGENT = f"tiergate/{__version__}"
 
 
 def parse_retry_after(headers: Any) -> float | None:

@@ -13,14 +13,20 @@ from typing import Any, AsyncGenerator, AsyncIterator
 import aiohttp
 import orjson
 
-from .. import __version__
 from ..errors import UpstreamError, UpstreamProtocolError
 from ..types import ChatResult, StreamEvent, Usage
-from .base import Provider, status_error, translate_exception
+from .base import (
+    USER_AGENT,
+    Provider,
+    make_session,
+    probe_timeout,
+    status_error,
+    stream_timeout,
+    translate_exception,
+)
 from .sse import SSEEvent, SSEParser
 
 _JSON = "application/json"
-_USER_AGENT = f"tiergate/{__version__}"
 
 
 class OpenAICompatProvider(Provider):
@@ -29,30 +35,14 @@ class OpenAICompatProvider(Provider):
     _session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        d = self.deployment
         # Few session headers, User-Agent among them: aiohttp takes a slower path per request
         # when asked to skip its automatic headers.
-        headers = {"content-type": _JSON, "user-agent": _USER_AGENT}
+        headers = {"content-type": _JSON, "user-agent": USER_AGENT}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        headers.update(d.headers)
-        connector = aiohttp.TCPConnector(
-            limit=d.max_concurrency or 0,  # 0 = no cap; the pipeline bounds concurrency
-            limit_per_host=0,
-            keepalive_timeout=30,
-            ttl_dns_cache=300,
-            enable_cleanup_closed=False,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=d.timeout_s, sock_connect=d.connect_timeout_s),
-            auto_decompress=True,
-        )
-        self._chat_url = f"{d.base_url}/chat/completions"
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=d.connect_timeout_s, sock_read=d.timeout_s
-        )
+        self._session = make_session(self.deployment, headers)
+        self._chat_url = f"{self.deployment.base_url}/chat/completions"
+        self._stream_timeout = stream_timeout(self.deployment)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -114,9 +104,7 @@ class OpenAICompatProvider(Provider):
     async def list_models(self) -> list[str]:
         url = f"{self.deployment.base_url}/models"
         try:
-            async with self._http().get(
-                url, timeout=aiohttp.ClientTimeout(total=min(5.0, self.deployment.timeout_s))
-            ) as resp:
+            async with self._http().get(url, timeout=probe_timeout(self.deployment)) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise status_error(self.name, resp.status, raw, resp.headers)

@@ -199,6 +199,10 @@ def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: i
     app[MAX_BODY_KEY] = limit
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
+    from .anthropic_api import count_tokens, messages  # Anthropic-compatible inbound API
+
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/models", list_models)
     app.router.add_get("/health", health)

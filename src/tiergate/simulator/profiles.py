@@ -24,6 +24,9 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "malformed",
         "truncate",
         "slow_first_byte",
+        "midstream_error",  # streams: some content, then the format's own error event
+        "trickle",  # streams: the body written one byte per network write
+        "blocked",  # the provider's content/safety block (Gemini promptFeedback, ...)
     }
 )
 
