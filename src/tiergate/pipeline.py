@@ -1,5 +1,6 @@
-"""The request path, top to bottom. Every inbound API (OpenAI route, SDK, later Anthropic route
-and batches) calls `Gateway.chat`; each stage is a call into its own module:
+"""The request path, top to bottom. Every inbound API (OpenAI route, Anthropic route, SDK, later
+batches) calls `Gateway.chat` (`Gateway.embed` for embeddings: the same stages without streaming);
+each stage is a call into its own module:
 
     authenticate  key -> principal                                   (auth.py)
     validate      body -> ChatRequest                                (request.py)
@@ -23,9 +24,11 @@ The decision trace (`Decision`) is a value, so `explain` and the logs come from 
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, Mapping
+from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping, TypeVar
 
 import orjson
 
@@ -44,7 +47,7 @@ from .errors import (
 from .ids import new_request_id
 from .privacy.levels import PrivacyLevel, parse_level
 from .providers import Provider, create_provider
-from .request import parse_chat_request
+from .request import parse_chat_request, parse_embeddings_request
 from .routing.eligible import (
     Exclusion,
     estimate_prompt_tokens,
@@ -55,6 +58,7 @@ from .store import RequestLogRecord, RequestLogWriter
 from .types import ChatRequest, ChatResult, ChatStream, StreamEvent, Usage
 
 _NUMERIC_CONSTRAINTS = ("max_latency_ms", "max_cost")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -110,6 +114,15 @@ class Receipt:
 @dataclass(slots=True)
 class Completed:
     result: ChatResult
+    receipt: Receipt
+    decision: Decision
+
+
+@dataclass(slots=True)
+class Embedded:
+    """An embeddings answer in OpenAI's format (vectors as floats or base64, as asked)."""
+
+    raw: bytes
     receipt: Receipt
     decision: Decision
 
@@ -265,6 +278,39 @@ class Gateway:
             self._record(ctx, exc.status, error_code=exc.code)  # record failures too
             raise
 
+    async def embed(
+        self,
+        body: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+        t0: float | None = None,
+    ) -> Embedded | Explained:
+        """`POST /v1/embeddings`: the same stages as `chat` (privacy, eligibility, fallback,
+        record); the input text is data like any prompt and obeys the same residency rules."""
+        t0 = time.perf_counter() if t0 is None else t0
+        headers = headers or {}
+        request_id = request_id or new_request_id()
+
+        principal = principal or self.auth.authenticate(api_key)  # authenticate
+        req = parse_embeddings_request(body)  # validate
+        decision = Decision(request_id, req.model)
+        ctx = _Call(request_id, t0, principal, req, decision)
+        try:
+            decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
+            candidates = self._resolve(req.model)  # resolve
+            decision.candidates = [d.name for d in candidates]
+            eligible = self._eligible(ctx, candidates)  # eligible
+            decision.order = [d.name for d in eligible]  # route
+            if _truthy(headers.get("x-tiergate-explain")):  # explain
+                return Explained(decision)
+            return await self._call_embed(ctx, eligible)  # call
+        except GatewayError as exc:
+            self._record(ctx, exc.status, error_code=exc.code)
+            raise
+
     def _classify(self, req: ChatRequest, headers: Mapping[str, str]) -> tuple[PrivacyLevel, str]:
         """The declared level wins over the default; several declarations: the strictest."""
         declared: list[tuple[PrivacyLevel, str]] = []
@@ -326,17 +372,19 @@ class Gateway:
             body["stream_options"] = opts
         return body
 
-    async def _call(self, ctx: _Call, order: list[Deployment]) -> Completed:
+    async def _first_success(
+        self, ctx: _Call, order: list[Deployment], call: Callable[[Deployment], Awaitable[T]]
+    ) -> T:
+        """`call` each candidate in order until one answers; fallback on retryable errors."""
         for d in order:
-            body = self._upstream_body(ctx.req, d)  # transform: later issues redact here
             limit = self._limits.get(d.name)
             t_up = time.perf_counter()
             try:
                 if limit is None:
-                    result = await self.providers[d.name].chat(body)
+                    result = await call(d)
                 else:
                     async with limit:
-                        result = await self.providers[d.name].chat(body)
+                        result = await call(d)
             except UpstreamError as exc:
                 ctx.upstream_s += time.perf_counter() - t_up
                 if not self._failed_attempt(ctx, d, exc):
@@ -344,14 +392,47 @@ class Gateway:
                 continue
             ctx.upstream_s += time.perf_counter() - t_up
             ctx.deployment = d
-            receipt = self._receipt(ctx, d)
-            usage = result.usage or _estimate_usage(ctx.req.body, result)
-            self._record(
-                ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms,
-                response_body=result.raw.decode("utf-8", "replace") if self._log_bodies else None,
-            )
-            return Completed(result, receipt, ctx.decision)
+            return result
         raise AllCandidatesFailedError(ctx.attempts)
+
+    async def _call(self, ctx: _Call, order: list[Deployment]) -> Completed:
+        def call(d: Deployment) -> Awaitable[ChatResult]:
+            # transform: later issues redact here, per candidate
+            return self.providers[d.name].chat(self._upstream_body(ctx.req, d))
+
+        result = await self._first_success(ctx, order, call)
+        d = ctx.deployment
+        assert d is not None
+        receipt = self._receipt(ctx, d)
+        usage = result.usage or _estimate_usage(ctx.req.body, result)
+        self._record(
+            ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms,
+            response_body=result.raw.decode("utf-8", "replace") if self._log_bodies else None,
+        )
+        return Completed(result, receipt, ctx.decision)
+
+    async def _call_embed(self, ctx: _Call, order: list[Deployment]) -> Embedded:
+        body = {k: v for k, v in ctx.req.body.items() if k not in ("encoding_format", "metadata")}
+
+        async def call(d: Deployment) -> dict[str, Any]:
+            data = await self.providers[d.name].embed({**body, "model": d.model})
+            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                raise UpstreamProtocolError("upstream answer is not an embeddings list", deployment=d.name)
+            return data
+
+        data = await self._first_success(ctx, order, call)
+        d = ctx.deployment
+        assert d is not None
+        if ctx.req.body.get("encoding_format") == "base64":
+            for item in data["data"]:
+                item["embedding"] = _float32_base64(item.get("embedding") or [])
+        receipt = self._receipt(ctx, d)
+        usage = Usage.from_openai(data.get("usage")) or Usage(
+            _estimate_input_tokens(ctx.req.body.get("input")), 0, 0, estimated=True
+        )
+        usage.total_tokens = usage.total_tokens or usage.prompt_tokens
+        self._record(ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms)
+        return Embedded(orjson.dumps(data), receipt, ctx.decision)
 
     async def _call_stream(self, ctx: _Call, order: list[Deployment]) -> Streaming:
         for d in order:
@@ -487,3 +568,18 @@ def _estimate_usage(body: dict[str, Any], result: ChatResult) -> Usage:
 
 def _truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _float32_base64(vector: list[float]) -> str:
+    """OpenAI's `encoding_format: base64`: little-endian float32 values, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _estimate_input_tokens(inputs: Any) -> int:
+    if isinstance(inputs, str):
+        return max(1, len(inputs) // 4)
+    if isinstance(inputs, list):
+        if inputs and isinstance(inputs[0], int):
+            return len(inputs)  # one token array
+        return sum(_estimate_input_tokens(x) for x in inputs)
+    return 1

@@ -77,12 +77,24 @@ class _ChatBody(_Open):
     metadata: dict[str, Any] | None = None
 
 
+class _EmbeddingsBody(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: int | None = Field(None, ge=1)
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
 def _param(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "list[_ContentPart]", "function-after", "literal"):
+        elif part in (
+            "str", "list[_ContentPart]", "function-after", "literal", "list[str]", "list[int]",
+            "list[list[int]]",
+        ):
             continue  # union-branch markers pydantic adds; not part of the field path
         else:
             out += f".{part}" if out else str(part)
@@ -98,16 +110,11 @@ def _message(err: Any) -> str:
     return str(err["msg"]).replace("Input should be", "must be").replace("String should", "must")
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate a decoded JSON body.
-
-    Raises:
-        InvalidRequestError: naming the first wrong field in `param`.
-    """
+def _validate(schema: type[_Open], body: Any) -> None:
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object", param=None)
     try:
-        _ChatBody.model_validate(body)
+        schema.model_validate(body)
     except ValidationError as exc:
         errs = exc.errors(include_url=False)
         # Prefer the shortest path: for a union (str | list) report the field, not each branch.
@@ -115,6 +122,32 @@ def parse_chat_request(body: Any) -> ChatRequest:
         param = _param(first["loc"])
         raise InvalidRequestError(f"invalid request: '{param}' {_message(first)}", param=param) from None
 
+
+def parse_embeddings_request(body: Any) -> ChatRequest:
+    """Validate an OpenAI embeddings body (`input`: a string, strings, or token arrays).
+
+    Raises:
+        InvalidRequestError: naming the first wrong field in `param`.
+    """
+    _validate(_EmbeddingsBody, body)
+    inputs = body["input"]
+    if inputs == "" or inputs == [] or (isinstance(inputs, list) and any(x in ("", []) for x in inputs)):
+        raise InvalidRequestError("invalid request: 'input' must not be empty", param="input")
+    return _with_tiergate_metadata(body, stream=False)
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate a decoded JSON body.
+
+    Raises:
+        InvalidRequestError: naming the first wrong field in `param`.
+    """
+    _validate(_ChatBody, body)
+    return _with_tiergate_metadata(body, stream=bool(body.get("stream")))
+
+
+def _with_tiergate_metadata(body: dict[str, Any], *, stream: bool) -> ChatRequest:
+    """Take tiergate's own hints out of `metadata` (they never go upstream)."""
     declared: str | None = None
     source: str | None = None
     constraints: dict[str, Any] = {}
@@ -134,7 +167,6 @@ def parse_chat_request(body: Any) -> ChatRequest:
         else:
             body.pop("metadata")
 
-    stream = bool(body.get("stream"))
     opts = body.get("stream_options")
     include_usage = bool(stream and isinstance(opts, dict) and opts.get("include_usage"))
     return ChatRequest(

@@ -446,3 +446,65 @@ def test_head_on_health_is_allowed(gw: GatewayProc) -> None:
 
     with urllib.request.urlopen(urllib.request.Request(f"{gw.base}/health", method="HEAD"), timeout=5) as r:
         assert r.status == 200
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def test_embeddings_float_and_base64_through_sdk(client: OpenAI, gw: GatewayProc, sims: dict[str, Sim]) -> None:
+    status, body, headers = http_json(
+        "POST", f"{gw.url}/embeddings",
+        {"model": "assistant", "input": ["alpha", "beta"], "encoding_format": "float"},
+        {"authorization": f"Bearer {MASTER_KEY}"},
+    )
+    assert status == 200, body
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    floats = [d["embedding"] for d in body["data"]]
+    assert len(floats[0]) == 64 and floats[0] != floats[1]
+    assert body["usage"]["prompt_tokens"] >= 1
+    assert headers["x-tiergate-deployment"] == "local-a" and headers["x-tiergate-location"] == "local"
+    # The openai SDK asks for base64 by default and decodes it: the same vectors come back.
+    raw = client.embeddings.with_raw_response.create(model="assistant", input=["alpha", "beta"])
+    assert sims["local"].stats()["last_request"].get("encoding_format") is None  # gateway encodes
+    decoded = [d.embedding for d in raw.parse().data]
+    assert len(decoded) == 2
+    for got, want in zip(decoded, floats):
+        assert got == pytest.approx(want, abs=1e-6)  # float32 on the wire
+
+
+def test_embeddings_dimensions_and_fallback(client: OpenAI, sims: dict[str, Sim]) -> None:
+    res = client.embeddings.with_raw_response.create(model="fb-500", input="hello", dimensions=16)
+    assert res.headers["x-tiergate-deployment"] == "cloud-a"
+    assert res.headers["x-tiergate-fallbacks"] == "1"
+    assert len(res.parse().data[0].embedding) == 16
+    assert sims["cloud"].stats()["last_request"]["dimensions"] == 16
+
+
+def test_private_embeddings_never_reach_cloud(client: OpenAI, sims: dict[str, Sim]) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        client.embeddings.create(
+            model="cloud-only", input="patient record 4411", extra_headers={"x-tiergate-privacy": "PRIVATE"}
+        )
+    assert e.value.body["code"] == "privacy_policy_violation"  # type: ignore[index]
+    ok = client.embeddings.with_raw_response.create(
+        model="assistant", input="patient record 4411", extra_body={"metadata": {"privacy": "PRIVATE"}}
+    )
+    assert ok.headers["x-tiergate-location"] == "local"
+    assert sims["cloud"].stats()["chat_requests"] == 0
+    assert "metadata" not in sims["local"].stats()["last_request"]  # tiergate's hints stay home
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "assistant", "input": []}, "input"),
+        ({"model": "assistant", "input": 5}, "input"),
+        ({"model": "assistant", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+        ({"model": "assistant", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"input": "x"}, "model"),
+    ],
+)
+def test_embeddings_bad_input_names_the_field(gw: GatewayProc, body: dict[str, Any], param: str) -> None:
+    status, err, _ = http_json("POST", f"{gw.url}/embeddings", body, {"authorization": f"Bearer {MASTER_KEY}"})
+    assert status == 400, err
+    assert err["error"]["param"] == param

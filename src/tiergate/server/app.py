@@ -117,12 +117,39 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             body=outcome.result.raw, content_type=_JSON, headers=outcome.receipt.headers()
         )
     if isinstance(outcome, Explained):
-        return web.Response(
-            body=orjson.dumps(outcome.decision.to_dict()),
-            content_type=_JSON,
-            headers={"x-request-id": rid, "x-tiergate-explain": "true"},
-        )
+        return _explained(outcome, rid)
     return await _stream(request, outcome)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    t0 = time.perf_counter()
+    headers = request.headers
+    rid = new_request_id()
+    try:
+        body = await _read_json(request)
+        outcome = await request.app[GATEWAY_KEY].embed(
+            body,
+            headers=headers,
+            api_key=token_from_headers(headers.get("authorization"), headers.get("x-api-key")),
+            request_id=rid,
+            t0=t0,
+        )
+    except GatewayError as exc:
+        return error_response(exc, rid)
+    except Exception:
+        log.exception("unhandled error in embeddings (request id %s)", rid)
+        return _internal_error(rid)
+    if isinstance(outcome, Explained):
+        return _explained(outcome, rid)
+    return web.Response(body=outcome.raw, content_type=_JSON, headers=outcome.receipt.headers())
+
+
+def _explained(outcome: Explained, rid: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(outcome.decision.to_dict()),
+        content_type=_JSON,
+        headers={"x-request-id": rid, "x-tiergate-explain": "true"},
+    )
 
 
 async def _stream(request: web.Request, outcome: Streaming) -> web.StreamResponse:
@@ -199,6 +226,8 @@ def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: i
     app[MAX_BODY_KEY] = limit
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/embeddings", embeddings)
     from .anthropic_api import count_tokens, messages  # Anthropic-compatible inbound API
 
     app.router.add_post("/v1/messages", messages)

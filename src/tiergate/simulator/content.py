@@ -267,3 +267,14 @@ def argument_pieces(args: str) -> list[str]:
     """Split tool-call arguments over several deltas."""
     step = _ARG_PIECE_CHARS
     return [args[i : i + step] for i in range(0, len(args), step)] or [""]
+
+
+def embedding_vector(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector for ``text`` (same text, same vector; different texts differ)."""
+    seed = zlib.crc32(text.encode("utf-8"))
+    values = []
+    for i in range(dims):
+        seed = (seed * 1103515245 + 12345 + i) & 0x7FFFFFFF
+        values.append((seed / 0x7FFFFFFF) * 2.0 - 1.0)
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in values]

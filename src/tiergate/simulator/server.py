@@ -369,6 +369,51 @@ async def _respond_with_fault(
     return await (respond_stream if req.stream else respond_plain)(request, req, st, truncate)
 
 
+_EMBED_DIMS = 64
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/embeddings``: deterministic unit vectors (``dimensions`` honoured)."""
+    st = request.app[STATE]
+    st.requests += 1
+    st.chat_requests += 1
+    st.last_headers = request.headers
+    body, ok = await _read_json(request)
+    if ok:
+        st.last_request = body
+    if not _authorized(request, st):
+        return _unauthorized()
+    if not ok or not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return F.error_response(400, "you must provide a model parameter", "invalid_request_error", "model")
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
+        return F.error_response(
+            400, "'input' must be a non-empty string or array of non-empty strings", "invalid_request_error", "input"
+        )
+    fault = next((f for f in map(C.find_fault, inputs) if f), None) or st.roll_config_fault()
+    if fault is not None:
+        early = F.http_fault_response(F.parse_fault(fault).kind)
+        if early is not None:
+            st.faults += 1
+            return early
+    try:
+        dims = _int_param(body, "dimensions", 1, 4096)
+    except C.RequestError as exc:
+        return F.error_response(400, exc.message, "invalid_request_error", exc.param)
+    data = [
+        {"object": "embedding", "index": i, "embedding": C.embedding_vector(t, dims or _EMBED_DIMS)}
+        for i, t in enumerate(inputs)
+    ]
+    tokens = sum(C.estimate_tokens(len(t)) for t in inputs)
+    payload = {
+        "object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return web.Response(body=orjson.dumps(payload), content_type=W.JSON_CT)
+
+
 async def list_models(request: web.Request) -> web.Response:
     st = request.app[STATE]
     st.requests += 1
@@ -441,6 +486,7 @@ def build_app(cfg: SimulatorConfig) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     if cfg.format == "openai":
         app.router.add_post("/v1/chat/completions", chat_completions)
+        app.router.add_post("/v1/embeddings", embeddings)
         app.router.add_get("/v1/models", list_models)
         app.router.add_get("/v1/models/{model:.+}", get_model)
         app.router.add_route("*", "/v1/{tail:.*}", v1_not_found)
