@@ -20,6 +20,7 @@ import io
 import os
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Protocol
 
 from rich.console import Console
 from rich.rule import Rule
@@ -70,13 +71,25 @@ def _key_line(ref: str | None, environ: Mapping[str, str]) -> str | None:
     return shown
 
 
-def _status(reachability: Mapping[str, tuple[bool, float | None]] | None, name: str) -> str | None:
+class Probe(Protocol):
+    """A deployment's health probe result (`tiergate.providers.Health`)."""
+
+    ok: bool
+    latency_ms: float | None
+    models: list[str]
+    error: str | None
+
+
+def _status(reachability: Mapping[str, Probe] | None, name: str) -> tuple[str, str] | None:
+    """(status, models line) from a probe."""
     if reachability is None or name not in reachability:
         return None
-    ok, ms = reachability[name]
-    if not ok:
-        return "UNREACHABLE"
-    return f"reachable, {ms:.0f} ms" if ms is not None else "reachable"
+    probe = reachability[name]
+    if not probe.ok:
+        return f"UNREACHABLE ({probe.error})" if probe.error else "UNREACHABLE", ""
+    status = f"reachable, {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else "reachable"
+    models = ", ".join(probe.models[:8]) + (f" (+{len(probe.models) - 8} more)" if len(probe.models) > 8 else "")
+    return status, models
 
 
 def _title(d: Deployment) -> Text:
@@ -100,7 +113,7 @@ def _title(d: Deployment) -> Text:
 
 def _block(
     d: Deployment,
-    reachability: Mapping[str, tuple[bool, float | None]] | None,
+    reachability: Mapping[str, Probe] | None,
     environ: Mapping[str, str],
 ) -> list[Text]:
     tier = ALEM_TIERS.get(d.tier or "")
@@ -137,10 +150,12 @@ def _block(
         if value:
             out.append(Text(f"{_INDENT}{label}: {value}"))
     if status:
-        style = "bold red" if status == "UNREACHABLE" else "green"
+        text, models = status
         line = Text(f"{_INDENT}Status: ")
-        line.append(status, style=style)
+        line.append(text, style="bold red" if text.startswith("UNREACHABLE") else "green")
         out.append(line)
+        if models:
+            out.append(Text(f"{_INDENT}Endpoint reports: {models}"))
     return out
 
 
@@ -148,14 +163,14 @@ def render_banner(
     settings: Settings,
     *,
     console: Console,
-    reachability: Mapping[str, tuple[bool, float | None]] | None = None,
+    reachability: Mapping[str, Probe] | None = None,
     listen_url: str | None = None,
     auth: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
     """Print the startup banner for `settings` on `console` (no secrets, only references).
 
-    `reachability`: deployment name -> (reachable, milliseconds), from a startup probe.
+    `reachability`: deployment name -> its health probe (reachable, round trip, models reported).
     `environ` (default `os.environ`) is only used to say whether an `env:` key reference is set.
     """
     env = os.environ if environ is None else environ
@@ -203,7 +218,7 @@ def render_banner(
 def banner_text(
     settings: Settings,
     *,
-    reachability: Mapping[str, tuple[bool, float | None]] | None = None,
+    reachability: Mapping[str, Probe] | None = None,
     listen_url: str | None = None,
     auth: str | None = None,
     environ: Mapping[str, str] | None = None,

@@ -120,26 +120,28 @@ def info(
     render_banner(settings, console=console, reachability=reach)
 
 
-async def _probe(settings: Settings) -> dict[str, tuple[bool, float | None]]:
-    from .providers import create_provider
+async def _probe(settings: Settings) -> dict[str, Any]:
+    """Each deployment's health probe (its adapter's cheap model-list call): reachable or not,
+    the round trip, and the models the endpoint reports."""
+    from .providers import Health, create_provider
 
-    out: dict[str, tuple[bool, float | None]] = {}
-    providers = []
-    for d in settings.deployments:
-        if not d.base_url:
-            out[d.name] = (False, None)
-            continue
+    out: dict[str, Health] = {}
+
+    async def one(d: Any) -> None:
         try:
-            providers.append(create_provider(d))
-        except ValueError:
-            out[d.name] = (False, None)
-    await asyncio.gather(*(p.start() for p in providers))
-    try:
-        results = await asyncio.gather(*(asyncio.wait_for(p.health(), 5.0) for p in providers), return_exceptions=True)
-        for p, r in zip(providers, results):
-            out[p.name] = (False, None) if isinstance(r, BaseException) else (r.ok, r.latency_ms)
-    finally:
-        await asyncio.gather(*(p.close() for p in providers))
+            provider = create_provider(d)
+            await provider.start()
+        except Exception as exc:  # noqa: BLE001 - a deployment that cannot start is unreachable
+            out[d.name] = Health(False, error=str(exc)[:200])
+            return
+        try:
+            out[d.name] = await asyncio.wait_for(provider.health(), 6.0)
+        except asyncio.TimeoutError:
+            out[d.name] = Health(False, error="no answer within 6 s")
+        finally:
+            await provider.close()
+
+    await asyncio.gather(*(one(d) for d in settings.deployments))
     return out
 
 

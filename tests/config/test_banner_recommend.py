@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tiergate.banner import banner_text, render_banner
 from tiergate.config import load_settings
+from tiergate.providers import Health
 from tiergate.recommend import (
     ask_interactively,
     parse_budget,
@@ -22,13 +23,17 @@ def test_simulated_banner_says_so_and_how_to_fix() -> None:
     s = load_settings(None, {})
     text = banner_text(
         s,
-        reachability={"sim-local": (True, 12.4), "sim-cloud": (False, None)},
+        reachability={
+            "sim-local": Health(True, 12.4, ["llama3.2:3b", "qwen2.5:7b"]),
+            "sim-cloud": Health(False, error="cannot connect to upstream"),
+        },
         listen_url="http://127.0.0.1:8100",
         auth="no master key: bound to loopback only",
     )
     assert text.count("SIMULATED upstream (no real provider configured)") == 3
     assert "export GROQ_API_KEY=..." in text and "docs/configuration.md" in text
-    assert "Status: reachable, 12 ms" in text and "Status: UNREACHABLE" in text
+    assert "Status: reachable, 12 ms" in text and "Status: UNREACHABLE (cannot connect to upstream)" in text
+    assert "Endpoint reports: llama3.2:3b, qwen2.5:7b" in text
     assert "Listening: http://127.0.0.1:8100" in text
     assert "Auth: no master key: bound to loopback only" in text
     assert "Config: simulated defaults (no deployment configured)" in text

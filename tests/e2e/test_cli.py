@@ -43,7 +43,8 @@ def test_info_probes_reachability(tmp_path: Path) -> None:
     finally:
         sim.stop()
     assert r.returncode == 0, r.stderr
-    assert "reachable" in r.stdout and "UNREACHABLE" in r.stdout
+    assert "Status: reachable" in r.stdout and "UNREACHABLE (cannot connect to upstream" in r.stdout
+    assert "Endpoint reports: llama3.2:3b, qwen2.5:7b" in r.stdout  # the models the endpoint lists
 
 
 def test_recommend_by_flags(tmp_path: Path) -> None:

@@ -413,7 +413,8 @@ def test_health_and_ready(gw: GatewayProc) -> None:
     assert http_json("GET", f"{gw.base}/health")[0] == 200
     status, body, _ = http_json("GET", f"{gw.base}/ready")
     assert status == 200 and body["store"] is True and body["deployments"]["local-a"]["ok"] is True
-    assert body["deployments"]["dead"]["ok"] is False
+    assert body["deployments"]["local-a"]["models"] == ["llama3.2:3b", "qwen2.5:7b"]
+    assert body["deployments"]["dead"]["ok"] is False and "cannot connect" in body["deployments"]["dead"]["error"]
 
 
 def test_request_log_rows(client: OpenAI, gw: GatewayProc) -> None:

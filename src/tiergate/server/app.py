@@ -208,7 +208,9 @@ async def ready(request: web.Request) -> web.Response:
         if isinstance(probe, BaseException):
             deployments[name] = {"ok": False, "error": type(probe).__name__}
         else:
-            deployments[name] = {"ok": probe.ok, "latency_ms": probe.latency_ms, "error": probe.error}
+            deployments[name] = {
+                "ok": probe.ok, "latency_ms": probe.latency_ms, "error": probe.error, "models": probe.models,
+            }
     usable = any(v["ok"] for v in deployments.values())
     ok = store_ok and usable
     body = {"status": "ready" if ok else "not_ready", "store": store_ok, "deployments": deployments}
