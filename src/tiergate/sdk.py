@@ -27,7 +27,7 @@ import orjson
 from .auth import ANONYMOUS
 from .config import Settings, load_settings
 from .errors import GatewayError, UpstreamError
-from .pipeline import Completed, Explained, Gateway, Streaming
+from .pipeline import Completed, Embedded, Explained, Gateway, Streaming
 
 T = TypeVar("T")
 Messages = str | list[dict[str, Any]]
@@ -64,6 +64,17 @@ def _body(prompt: Messages, model: str, constraints: Mapping[str, Any] | None, s
         meta["constraints"] = dict(constraints)
         body["metadata"] = meta
     return body
+
+
+def _embed_body(inputs: str | list[str], model: str, constraints: Mapping[str, Any] | None, params: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "input": inputs, **params, "encoding_format": "float"}
+    if constraints:
+        body["metadata"] = {**(body.get("metadata") or {}), "constraints": dict(constraints)}
+    return body
+
+
+def _vectors(data: dict[str, Any]) -> list[list[float]]:
+    return [item["embedding"] for item in sorted(data["data"], key=lambda item: item["index"])]
 
 
 def _text(data: dict[str, Any]) -> str:
@@ -120,6 +131,13 @@ class _SyncAPI:
     def astream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> AsyncIterator[str]:
         raise NotImplementedError
 
+    async def aembed(self, inputs: str | list[str], model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> list[list[float]]:
+        raise NotImplementedError
+
+    def embed(self, inputs: str | list[str], model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> list[list[float]]:
+        """One vector per input, in input order (same privacy rules as chat)."""
+        return self._loop().run(self.aembed(inputs, model, constraints, **params))
+
     def _loop(self) -> _LoopThread:
         if self._thread is None:
             self._thread = _LoopThread()
@@ -173,6 +191,12 @@ class Tiergate(_SyncAPI):
         finally:
             await outcome.aclose()
 
+    async def aembed(self, inputs: str | list[str], model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> list[list[float]]:
+        await self._ensure_started()
+        outcome = await self.gateway.embed(_embed_body(inputs, model, constraints, params), principal=ANONYMOUS)
+        assert isinstance(outcome, Embedded)
+        return _vectors(orjson.loads(outcome.raw))
+
     async def aclose(self) -> None:
         if self._started is not None:
             await self.gateway.close()
@@ -213,6 +237,16 @@ class RemoteClient(_SyncAPI):
                 return LLMResponse(_text(data), data.get("model", model), h.get("x-tiergate-deployment", ""),
                                    h.get("x-tiergate-location", ""), h.get("x-tiergate-residency", ""),
                                    h.get("x-tiergate-privacy", ""), h.get("x-request-id", ""), data.get("usage") or {}, data)
+
+    async def aembed(self, inputs: str | list[str], model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> list[list[float]]:
+        body = _embed_body(inputs, model, constraints, params)
+        async with aiohttp.ClientSession(timeout=self.timeout) as s:
+            async with s.post(f"{self.base_url}/v1/embeddings", data=orjson.dumps(body), headers=self._headers()) as resp:
+                data = orjson.loads(await resp.read())
+                if resp.status != 200:
+                    err = data.get("error") or {}
+                    raise GatewayError(err.get("message", "gateway error"), code=err.get("code"), status=resp.status, param=err.get("param"))
+                return _vectors(data)
 
     async def astream(self, prompt_or_messages: Messages, model: str = "default", constraints: Mapping[str, Any] | None = None, **params: Any) -> AsyncIterator[str]:
         from .providers.sse import iter_sse

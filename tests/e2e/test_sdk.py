@@ -68,6 +68,19 @@ def test_latency_and_cost_constraints(config: Path) -> None:
         gw.close()
 
 
+def test_embeddings_in_process_follow_privacy(config: Path, sims: dict[str, Sim]) -> None:
+    gw = Tiergate(config)
+    try:
+        vectors = gw.embed(["a", "b", "c"], constraints={"privacy": "PRIVATE"}, dimensions=8)
+        assert [len(v) for v in vectors] == [8, 8, 8]
+        assert sims["local"].stats()["last_request"]["input"] == ["a", "b", "c"]
+        assert sims["cloud"].stats()["chat_requests"] == 0
+        assert gw.embed("public text", dimensions=8) != vectors[0]  # cloud first for PUBLIC
+        assert sims["cloud"].stats()["chat_requests"] == 1
+    finally:
+        gw.close()
+
+
 def test_streaming_in_process(config: Path) -> None:
     gw = Tiergate(config)
     try:
@@ -96,6 +109,9 @@ def test_remote_client(tmp_path: Path, sims: dict[str, Sim]) -> None:
         r = client.call("[[echo]]över the wire", constraints={"privacy": "high"})
         assert r.text == "över the wire" and r.deployment == "ollama-local" and r.privacy == "PRIVATE"
         assert "".join(client.stream("[[echo]]streamed remote")) == "streamed remote"
+        vectors = client.embed(["one", "two"], constraints={"privacy": "high"})
+        assert len(vectors) == 2 and len(vectors[0]) == 64 and vectors[0] != vectors[1]
+        assert sims["local"].stats()["last_request"]["input"] == ["one", "two"]
     finally:
         client.close()
         gw.stop()
