@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ..config.models import Deployment, resolve_secret
 from .base import Provider
+from .gemini import GeminiProvider
 from .openai_compat import OpenAICompatProvider
 
 ADAPTERS: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
+    "gemini": GeminiProvider,
 }
 
 
