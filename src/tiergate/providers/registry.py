@@ -5,11 +5,13 @@ from __future__ import annotations
 from ..config.models import Deployment, resolve_secret
 from .base import Provider
 from .gemini import GeminiProvider
+from .ollama import OllamaProvider
 from .openai_compat import OpenAICompatProvider
 
 ADAPTERS: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
     "gemini": GeminiProvider,
+    "ollama": OllamaProvider,
 }
 
 
