@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config.models import Deployment, resolve_secret
+from .anthropic import AnthropicProvider
 from .base import Provider
 from .gemini import GeminiProvider
 from .ollama import OllamaProvider
@@ -10,6 +11,7 @@ from .openai_compat import OpenAICompatProvider
 
 ADAPTERS: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
+    "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
     "ollama": OllamaProvider,
 }
