@@ -215,11 +215,11 @@ async def respond_plain(
         await asyncio.sleep(delay)
     body = completion_bytes(req, st, choices, use)
     if truncate:
-        return await _send_truncated_body(request, body)
+        return await send_truncated_body(request, body)
     return web.Response(body=body, content_type=W.JSON_CT)
 
 
-async def _send_truncated_body(request: web.Request, body: bytes) -> web.StreamResponse:
+async def send_truncated_body(request: web.Request, body: bytes) -> web.StreamResponse:
     """Announce the full Content-Length, send half the body, close."""
     resp = web.StreamResponse(headers={"Content-Type": W.JSON_CT})
     resp.content_length = len(body)
@@ -279,7 +279,7 @@ async def respond_stream(
         if p.tokens_per_s <= 0:
             await resp.write(b"".join(e for e, _ in events) + W.DONE)
         else:
-            await _write_paced(resp, events, p.tokens_per_s)
+            await write_paced(resp, events, p.tokens_per_s)
             await resp.write(W.DONE)
         await resp.write_eof()
     except ConnectionError:
@@ -287,7 +287,7 @@ async def respond_stream(
     return resp
 
 
-async def _write_paced(resp: web.StreamResponse, events: list[tuple[bytes, float]], tps: float) -> None:
+async def write_paced(resp: web.StreamResponse, events: list[tuple[bytes, float]], tps: float) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     tokens = 0.0

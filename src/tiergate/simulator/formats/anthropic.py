@@ -350,7 +350,7 @@ async def _send_plain(request: web.Request, st: S.SimState, body: dict[str, Any]
         await asyncio.sleep(delay)
     raw = orjson.dumps(message_object(body["model"], ans, _msg_id(st)))
     if kind == "truncate":
-        return await S._send_truncated_body(request, raw)
+        return await S.send_truncated_body(request, raw)
     return web.Response(body=raw, content_type=_JSON_CT)
 
 
@@ -371,7 +371,7 @@ async def _send_stream(request: web.Request, st: S.SimState, body: dict[str, Any
         if kind == "trickle":
             await _write_bytewise(resp, b"".join(e for e, _ in events))
         elif st.profile.tokens_per_s > 0:
-            await S._write_paced(resp, events, st.profile.tokens_per_s)
+            await S.write_paced(resp, events, st.profile.tokens_per_s)
         else:
             await resp.write(b"".join(e for e, _ in events))
         await resp.write_eof()

@@ -236,7 +236,7 @@ async def _send_stream(request: web.Request, st: SimState, lines: list[tuple[byt
         elif p.tokens_per_s <= 0:
             await resp.write(b"".join(data for data, _ in lines))
         else:
-            await S._write_paced(resp, lines, p.tokens_per_s)
+            await S.write_paced(resp, lines, p.tokens_per_s)
         await resp.write_eof()
     except ConnectionError:
         pass  # the client went away mid-stream
@@ -256,7 +256,7 @@ async def _send_plain(request: web.Request, st: SimState, body: bytes, completio
     if delay > 0:
         await asyncio.sleep(delay)
     if mode == "truncate":
-        return await S._send_truncated_body(request, body)
+        return await S.send_truncated_body(request, body)
     if mode == "midstream_error":  # before any byte is sent, Ollama reports a status
         return _error(500, _MIDSTREAM_ERROR)
     if mode != "trickle":
