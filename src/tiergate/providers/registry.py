@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config.models import Deployment, resolve_secret
 from .anthropic import AnthropicProvider
 from .base import Provider
+from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .ollama import OllamaProvider
 from .openai_compat import OpenAICompatProvider
@@ -14,6 +15,7 @@ ADAPTERS: dict[str, type[Provider]] = {
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
     "ollama": OllamaProvider,
+    "bedrock": BedrockProvider,
 }
 
 
@@ -26,7 +28,6 @@ def create_provider(deployment: Deployment) -> Provider:
     if cls is None:
         raise UnsupportedProviderError(
             f"deployment '{deployment.name}': provider '{deployment.provider}' has no adapter in "
-            f"this version (available: {', '.join(sorted(ADAPTERS))}); point it at the "
-            "provider's OpenAI-compatible endpoint with provider: openai"
+            f"this version (available: {', '.join(sorted(ADAPTERS))})"
         )
     return cls(deployment, api_key=resolve_secret(deployment.api_key))
