@@ -264,7 +264,7 @@ class Gateway:
         ctx = _Call(request_id, t0, principal, req, decision)
         try:
             decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
-            candidates = self._resolve(req.model)  # resolve
+            candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
             eligible = self._eligible(ctx, candidates)  # eligible
             # admit, cache: later issues (budgets, caching) plug in here.
@@ -300,7 +300,7 @@ class Gateway:
         ctx = _Call(request_id, t0, principal, req, decision)
         try:
             decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
-            candidates = self._resolve(req.model)  # resolve
+            candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
             eligible = self._eligible(ctx, candidates)  # eligible
             decision.order = [d.name for d in eligible]  # route
@@ -335,7 +335,8 @@ class Gateway:
             return self.default_level, "default (privacy.default_level)"
         return max(declared, key=lambda item: item[0])
 
-    def _resolve(self, model: str) -> tuple[Deployment, ...]:
+    def resolve(self, model: str) -> tuple[Deployment, ...]:
+        """The candidates of a public model name; 404 naming the known ones."""
         group = self.groups.get(model)
         if group is None:
             known = ", ".join(sorted(self.settings.model_groups) or sorted(self.groups))

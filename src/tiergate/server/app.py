@@ -34,7 +34,7 @@ STORE_KEY: web.AppKey[Store | None] = web.AppKey("store", object)  # type: ignor
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
 
 _JSON = "application/json"
-_SSE_HEADERS = {
+SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
@@ -72,7 +72,7 @@ async def _unknown_route(request: web.Request) -> web.Response:
     return error_response(err, new_request_id())
 
 
-async def _read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
     limit = request.app[MAX_BODY_KEY]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(
@@ -99,7 +99,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     rid = new_request_id()
     gateway = request.app[GATEWAY_KEY]
     try:
-        body = await _read_json(request)
+        body = await read_json(request)
         outcome = await gateway.chat(
             body,
             headers=headers,
@@ -126,7 +126,7 @@ async def embeddings(request: web.Request) -> web.Response:
     headers = request.headers
     rid = new_request_id()
     try:
-        body = await _read_json(request)
+        body = await read_json(request)
         outcome = await request.app[GATEWAY_KEY].embed(
             body,
             headers=headers,
@@ -153,7 +153,7 @@ def _explained(outcome: Explained, rid: str) -> web.Response:
 
 
 async def _stream(request: web.Request, outcome: Streaming) -> web.StreamResponse:
-    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **outcome.receipt.headers()})
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **outcome.receipt.headers()})
     events = outcome.events()
     try:
         await resp.prepare(request)
