@@ -16,7 +16,7 @@ ALEM = {
         {"YONCA_GROQ_API_KEY": "gsk_x", "YONCA_GROQ_MODEL": "meta-llama/llama-4-maverick-17b-128e-instruct"},
         dict(name="groq-maverick", tier="I", tier_name="Groq LPU", location="cloud", residency="US",
              latency_ms=200, throughput_tps=800, cost_range="$0–50/mo",
-             base_url="https://api.groq.com/openai/v1", api_key="env:YONCA_GROQ_API_KEY",
+             provider="openai", base_url="https://api.groq.com/openai/v1", api_key="env:YONCA_GROQ_API_KEY",
              model="meta-llama/llama-4-maverick-17b-128e-instruct"),
         ["⚡  Tier I: Groq LPU — Rapid Prototyping", "Provider: Groq Cloud", "Latency: ~200ms (P95)",
          "Throughput: 800 tok/s", "Data Residency: US (Groq servers)", "Cost Range: $0–50/mo",
@@ -26,8 +26,8 @@ ALEM = {
         {"YONCA_GEMINI_API_KEY": "AIx", "YONCA_GEMINI_MODEL": "gemini-2.0-flash-exp"},
         dict(name="gemini-2.0-flash-exp", tier="II", tier_name="Google Gemini", location="cloud", residency="EU",
              latency_ms=400, throughput_tps=150, cost_range="$20–300/mo",
-             base_url="https://generativelanguage.googleapis.com/v1beta/openai",
-             api_key="env:YONCA_GEMINI_API_KEY", model="gemini-2.0-flash-exp"),
+             provider="gemini", base_url="https://generativelanguage.googleapis.com/v1beta",
+             api_key="env:YONCA_GEMINI_API_KEY", model="gemini-2.0-flash-exp", project=None),
         ["🧠  Tier II: Google Gemini — High Reasoning", "Latency: ~400ms (P95)", "Throughput: 150 tok/s",
          "Data Residency: EU (via Vertex AI region lock)", "Cost Range: $20–300/mo",
          "Models: Gemini 2.0 Flash, Gemini 1.5 Pro", "Best for: Complex reasoning, multimodal, production pilots"],
@@ -37,7 +37,8 @@ ALEM = {
          "YONCA_AZINTELECOM_MODEL": "llama-3.3-70b"},
         dict(name="azintelecom-llama-3.3-70b", tier="III", tier_name="AzInTelecom", location="sovereign",
              residency="AZ", latency_ms=600, throughput_tps=80, cost_range="$800–1,500/mo",
-             base_url="https://llm.gov.az/v1", api_key="env:YONCA_AZINTELECOM_API_KEY", model="llama-3.3-70b"),
+             provider="openai", base_url="https://llm.gov.az/v1", api_key="env:YONCA_AZINTELECOM_API_KEY",
+             model="llama-3.3-70b"),
         ["Tier III: AzInTelecom", "Latency: ~600ms (P95)", "Throughput: 80 tok/s",
          "Data Residency: Azerbaijan 🇦🇿 (Baku DC)", "Cost Range: $800–1,500/mo",
          "Best for: Government, regulated industries, data sovereignty requirements"],
@@ -46,7 +47,7 @@ ALEM = {
         {"YONCA_OLLAMA_BASE_URL": "http://localhost:11434", "YONCA_OLLAMA_MODEL": "atllama:7b"},
         dict(name="ollama-atllama-7b", tier="IV", tier_name="ZekaLab Custom", location="local",
              residency="on-prem", latency_ms=300, throughput_tps=250, cost_range="$6,500–12,000 one-time",
-             base_url="http://localhost:11434/v1", api_key=None, model="atllama:7b"),
+             provider="ollama", base_url="http://localhost:11434", api_key=None, model="atllama:7b"),
         ["🔒  Tier IV: ZekaLab Custom", "Latency: ~300ms (P95)", "Throughput: 250 tok/s",
          "Data Residency: Customer premises (air-gapped capable)", "Cost Range: $6,500–12,000 one-time",
          "Best for: Offline farms, military, banks, air-gapped networks"],
@@ -62,7 +63,7 @@ def test_alem_provider(provider: str) -> None:
     for key, value in expected.items():
         assert getattr(d, key) == value, key
     assert d.source == f"env:YONCA_LLM_PROVIDER={provider}"
-    assert d.simulated is None and d.provider == "openai"
+    assert d.simulated is None
     assert s.model_groups["default"] == (d.name,)
     assert s.model_groups[d.name] == (d.name,) and s.model_groups[d.model] == (d.name,)
     assert s.origin == f"environment (ALEM: YONCA_LLM_PROVIDER={provider})"
@@ -79,7 +80,7 @@ def test_alem_defaults_and_errors() -> None:
     s = load_settings(None, {"YONCA_LLM_PROVIDER": "Groq", "YONCA_GROQ_API_KEY": "k"})
     assert s.deployments[0].model == "meta-llama/llama-4-maverick-17b-128e-instruct"
     s = load_settings(None, {"YONCA_LLM_PROVIDER": "ollama"})
-    assert s.deployments[0].base_url == "http://localhost:11434/v1"
+    assert s.deployments[0].base_url == "http://localhost:11434"
     s = load_settings(None, {"YONCA_LLM_PROVIDER": "groq", "YONCA_GROQ_API_KEY": "k", "YONCA_GROQ_MODEL": "qwen/qwen3-32b"})
     assert s.deployments[0].name == "groq-qwen3-32b" and s.deployments[0].tier == "I"
 
@@ -117,13 +118,14 @@ def test_genai_spine_fallback_chain_and_store() -> None:
     )
     assert s.store.url == "postgresql://user:pass@db:5432/genai"
     ollama = s.deployment("ollama-llama3.2-3b")
-    assert ollama is not None and ollama.base_url == "http://ollama:11434/v1" and ollama.location == "local"
+    assert ollama is not None and ollama.base_url == "http://ollama:11434" and ollama.location == "local"
+    assert ollama.provider == "ollama"
     assert ollama.source == "env:GENAI_OLLAMA_URL (preset ollama-llama3.2-3b)"
     gpt = s.deployment("openai-gpt-4o")
     assert gpt is not None and gpt.api_key == "env:GENAI_OPENAI_API_KEY"
     assert gpt.source == "env:GENAI_OPENAI_API_KEY (preset openai-gpt-4o)"
     claude = s.deployment("claude-3-5-sonnet")
-    assert claude is not None and claude.base_url == "https://api.anthropic.com/v1"
+    assert claude is not None and claude.base_url == "https://api.anthropic.com" and claude.provider == "anthropic"
     assert s.model_groups["gpt-4o"] == ("openai-gpt-4o",)
 
     # chain order is respected even when it is not local-first
@@ -136,10 +138,11 @@ def test_genai_spine_fallback_chain_and_store() -> None:
 
 def test_genai_errors() -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings(None, {"GENAI_FALLBACK_CHAIN": "ollama,openai,bedrock", "GENAI_DEFAULT_PROVIDER": "nope"})
+        load_settings(None, {"GENAI_FALLBACK_CHAIN": "ollama,openai,azure", "GENAI_DEFAULT_PROVIDER": "nope"})
+    valid = "ollama, groq, gemini, deepseek, openai, anthropic, bedrock"
     assert info.value.problems == [
-        "GENAI_DEFAULT_PROVIDER: must be one of ollama, groq, gemini, deepseek, openai, anthropic (got 'nope')",
-        "GENAI_FALLBACK_CHAIN: unknown provider 'bedrock' (valid: ollama, groq, gemini, deepseek, openai, anthropic)",
+        f"GENAI_DEFAULT_PROVIDER: must be one of {valid} (got 'nope')",
+        f"GENAI_FALLBACK_CHAIN: unknown provider 'azure' (valid: {valid})",
         "GENAI_FALLBACK_CHAIN: names openai, but no API key is set (GENAI_OPENAI_API_KEY or OPENAI_API_KEY)",
     ]
     # the conventional key satisfies a GENAI chain entry
@@ -166,7 +169,7 @@ def test_conventional_variables() -> None:
     assert s.model_groups["default"] == tuple(names)  # local first, then cloud
     assert s.model_groups["gpt-4o"] == ("openai-gpt-4o",)
     assert s.model_groups["openai-gpt-4o"] == ("openai-gpt-4o",)
-    assert s.deployment("ollama-llama3.2-3b").base_url == "http://localhost:11434/v1"  # type: ignore[union-attr]
+    assert s.deployment("ollama-llama3.2-3b").base_url == "http://localhost:11434"  # type: ignore[union-attr]
     assert s.deployment("gemini-2.0-flash").api_key == "env:GOOGLE_API_KEY"  # type: ignore[union-attr]
     gpt = s.deployment("openai-gpt-4o")
     assert gpt is not None and gpt.source == "env:OPENAI_API_KEY (preset openai-gpt-4o)"
@@ -177,15 +180,20 @@ def test_conventional_variables() -> None:
 
 def test_ollama_host_forms() -> None:
     for host, url in [
-        ("localhost:11434", "http://localhost:11434/v1"),
-        ("0.0.0.0", "http://127.0.0.1:11434/v1"),
-        ("http://gpu-box:8080", "http://gpu-box:8080/v1"),
-        ("http://gpu-box:11434/v1/", "http://gpu-box:11434/v1"),
+        ("localhost:11434", "http://localhost:11434"),
+        ("localhost", "http://localhost:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("[::]:11434", "http://127.0.0.1:11434"),
+        ("http://gpu-box:8080", "http://gpu-box:8080"),
+        ("http://gpu-box:11434/v1/", "http://gpu-box:11434"),  # Ollama's OpenAI URL pasted
+        ("https://ollama.lan/api", "https://ollama.lan"),  # API prefix pasted; https: port 443 as in Ollama
+        (":8081", "http://127.0.0.1:8081"),
     ]:
         s = load_settings(None, {"OLLAMA_HOST": host})
         assert s.deployments[0].base_url == url, host
     s = load_settings(None, {"OLLAMA_BASE_URL": "http://box:11434", "OLLAMA_DEFAULT_MODEL": "qwen2.5:7b"})
-    assert s.deployments[0].name == "ollama-qwen2.5-7b" and s.deployments[0].base_url == "http://box:11434/v1"
+    assert s.deployments[0].name == "ollama-qwen2.5-7b" and s.deployments[0].base_url == "http://box:11434"
+    assert s.deployments[0].provider == "ollama" and s.deployments[0].source == "env:OLLAMA_BASE_URL (preset ollama-qwen2.5-7b)"
 
 
 def test_conventions_are_not_mixed() -> None:

@@ -14,14 +14,56 @@ from tiergate.config.presets import ALEM_TIERS, PRESETS, PROVIDER_PRESETS
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_a_valid_deployment(name: str) -> None:
-    fields = {"base_url": "https://example.test/v1", **{k: v for k, v in PRESETS[name].items() if v != ""}}
-    d = Deployment.model_validate({"name": name, **fields})
+    d = Deployment.model_validate({"name": name, **PRESETS[name]})
     assert isinstance(d.price.input, Decimal) and isinstance(PRESETS[name]["price"]["input"], Decimal)
-    assert d.latency_ms and d.throughput_tps and 0 < d.quality <= 1
+    assert d.latency_ms and 0 < d.quality <= 1 and d.residency
+    if d.capabilities == ("embeddings",):
+        assert d.throughput_tps is None and d.price.output == 0  # nothing is generated
+    else:
+        assert d.throughput_tps and "embeddings" not in d.capabilities
     if d.tier:
         assert d.location == ALEM_TIERS[d.tier]["location"]
     if d.location == "local":
         assert d.residency == "on-prem" and d.price.input == d.price.output == 0
+
+
+# preset name prefix -> (wire format, default base URL) the native adapters expect
+NATIVE = {
+    "gemini-": ("gemini", "https://generativelanguage.googleapis.com/v1beta"),
+    "claude-": ("anthropic", "https://api.anthropic.com"),
+    "ollama-": ("ollama", "http://localhost:11434"),
+    "bedrock-": ("bedrock", ""),  # https://bedrock-runtime.{region}.amazonaws.com, from region
+    "groq-": ("openai", "https://api.groq.com/openai/v1"),
+    "openai-": ("openai", "https://api.openai.com/v1"),
+    "deepseek-": ("openai", "https://api.deepseek.com/v1"),
+    "azintelecom-": ("openai", ""),  # sovereign endpoint: from the environment / file only
+}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_use_the_native_adapter_of_their_provider(name: str) -> None:
+    (prefix,) = [p for p in NATIVE if name.startswith(p)]
+    assert (PRESETS[name]["provider"], PRESETS[name]["base_url"]) == NATIVE[prefix]
+    if prefix == "bedrock-":
+        assert (PRESETS[name]["region"], PRESETS[name]["residency"], PRESETS[name]["location"]) == ("us-east-1", "US", "cloud")
+
+
+def test_embedding_and_bedrock_presets() -> None:
+    embedding = {n: PRESETS[n]["model"] for n in PRESETS if PRESETS[n]["capabilities"] == ("embeddings",)}
+    assert embedding == {
+        "gemini-text-embedding-004": "text-embedding-004",
+        "ollama-nomic-embed-text": "nomic-embed-text",
+        "openai-text-embedding-3-small": "text-embedding-3-small",
+        "bedrock-titan-embed-text-v2": "amazon.titan-embed-text-v2:0",
+    }
+    bedrock = {n: PRESETS[n]["model"] for n in PRESETS if n.startswith("bedrock-")}
+    assert bedrock == {
+        "bedrock-claude-3-5-sonnet": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "bedrock-claude-3-sonnet": "anthropic.claude-3-sonnet-20240229-v1:0",  # seed 004
+        "bedrock-claude-3-haiku": "anthropic.claude-3-haiku-20240307-v1:0",  # seed 004
+        "bedrock-llama3-70b": "meta.llama3-70b-instruct-v1:0",
+        "bedrock-titan-embed-text-v2": "amazon.titan-embed-text-v2:0",
+    }
 
 
 def test_seed_prices_per_million() -> None:
@@ -36,6 +78,8 @@ def test_seed_prices_per_million() -> None:
     assert price("openai-gpt-3.5-turbo")[0] == Decimal("0.50")
     assert price("claude-3-5-sonnet") == (Decimal("3.00"), Decimal("15.00"))  # seed 004
     assert price("claude-3-haiku") == (Decimal("0.80"), Decimal("2.40"))  # seed 004
+    assert price("bedrock-claude-3-sonnet") == (Decimal("3.00"), Decimal("15.00"))  # seed 004: $0.003 / $0.015 per 1K
+    assert price("bedrock-claude-3-haiku") == (Decimal("0.80"), Decimal("2.40"))  # seed 004
     assert PRESETS["groq-maverick"]["model"] == "meta-llama/llama-4-maverick-17b-128e-instruct"
     assert PRESETS["groq-qwen3-32b"]["model"] == "qwen/qwen3-32b"
     assert PRESETS["azintelecom-llama-3.3-70b"]["base_url"] == ""  # from the environment only
@@ -97,3 +141,23 @@ def test_example_alem_env_loads() -> None:
             env[key.strip()] = value.strip()
     (d,) = load_settings(None, env).deployments
     assert d.name == "groq-maverick" and d.tier == "I"
+
+
+PROVIDER_EXAMPLES = {
+    "groq": {"openai"}, "gemini": {"gemini"}, "azintelecom": {"openai"}, "ollama": {"ollama", "openai"},
+    "openai": {"openai"}, "deepseek": {"openai"}, "anthropic": {"anthropic"}, "bedrock": {"bedrock"},
+    "vllm": {"openai"}, "offline": {"openai", "anthropic", "gemini", "ollama", "bedrock"},
+}
+
+
+@pytest.mark.parametrize("name", list(PROVIDER_EXAMPLES))
+def test_provider_example_loads(name: str) -> None:
+    s = load_settings(EXAMPLES / "providers" / f"{name}.yaml", {})
+    assert {d.provider for d in s.deployments} == PROVIDER_EXAMPLES[name]
+    assert all(d.api_key is None or d.api_key.startswith("env:") for d in s.deployments)  # no secret in a file
+    assert all(set(members) <= {d.name for d in s.deployments} for members in s.model_groups.values())
+    assert all(d.residency for d in s.deployments)
+
+
+def test_provider_examples_are_all_tested() -> None:
+    assert {p.stem for p in (EXAMPLES / "providers").glob("*.yaml")} == set(PROVIDER_EXAMPLES)

@@ -7,13 +7,18 @@ adds a cloud deployment to an ALEM or GenAI Spine setup):
 1. ALEM (seed 000): `YONCA_LLM_PROVIDER=groq|gemini|azintelecom|ollama` -> one deployment with
    the ALEM tier data.
 2. GenAI Spine (seed 001): `GENAI_DEFAULT_PROVIDER`, `GENAI_FALLBACK_CHAIN`, `GENAI_OLLAMA_URL`,
-   `GENAI_<PROVIDER>_API_KEY` -> preset deployments, group `default` in fallback-chain order.
+   `GENAI_<PROVIDER>_API_KEY`, `GENAI_BEDROCK_MODEL` -> preset deployments, group `default` in
+   fallback-chain order.
 3. Conventional provider variables: `OLLAMA_HOST` / `OLLAMA_BASE_URL`, `GROQ_API_KEY`,
-   `GEMINI_API_KEY` / `GOOGLE_API_KEY`, `DEEPSEEK_API_KEY`, `OPENAI_API_KEY`,
-   `ANTHROPIC_API_KEY` -> preset deployments, group `default` ordered local -> sovereign -> cloud.
+   `GEMINI_API_KEY` / `GOOGLE_API_KEY` (or Vertex AI: `GOOGLE_CLOUD_PROJECT` +
+   `GOOGLE_CLOUD_LOCATION`), `DEEPSEEK_API_KEY`, `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+   `BEDROCK_MODEL_ID` -> preset deployments, group `default` ordered local -> sovereign -> cloud.
 
-API keys become `env:NAME` references; values are never copied into the settings or messages.
-Empty variables count as unset.
+Every deployment uses its provider's native adapter (`gemini`, `anthropic`, `ollama`, `bedrock`;
+`openai` for OpenAI-compatible providers). API keys become `env:NAME` references; values are never
+copied into the settings or messages. AWS credentials are never read here at all: the Bedrock
+adapter takes them from botocore's credential chain when it signs a request. Where a cloud region
+is configured (Bedrock, Vertex AI) the residency follows it. Empty variables count as unset.
 """
 
 from __future__ import annotations
@@ -26,7 +31,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..privacy.levels import parse_level
-from .presets import ALEM_PROVIDERS, ALEM_TIERS, PRESETS, PROVIDER_PRESETS
+from .presets import (
+    ALEM_PROVIDERS,
+    ALEM_TIERS,
+    BEDROCK_DEFAULT_REGION,
+    GEMINI_LABEL,
+    OLLAMA_BASE_URL,
+    PRESETS,
+    PROVIDER_PRESETS,
+    REGION_PREFIX_RESIDENCY,
+    REGION_RESIDENCY,
+    VERTEX_ADC_TOKEN_COMMAND,
+    VERTEX_BASE_URL,
+    VERTEX_LABEL,
+    VERTEX_TOKEN_COMMAND,
+)
 
 # ---------------------------------------------------------------------------------------------
 # TIERGATE_* overrides
@@ -96,6 +115,76 @@ def overrides(environ: Mapping[str, str]) -> tuple[list[Override], list[Override
 
 
 # ---------------------------------------------------------------------------------------------
+# Endpoint helpers (also used by the loader for deployments in a file)
+# ---------------------------------------------------------------------------------------------
+
+_REGION = re.compile(r"^(?:[a-z]+(?:-[a-z0-9]+)+|global)$")
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]*$")
+#: A Bedrock cross-region inference profile id starts with its geography (`us.anthropic...`).
+_BEDROCK_PROFILE = re.compile(r"^(?:us|us-gov|eu|apac|ca|jp|au|global)\.")
+
+
+def residency_for_region(region: str) -> str:
+    """The residency code of an AWS or Google Cloud region (`eu-central-1` -> `EU`,
+    `europe-west2` -> `GB`). A region in no table is its own residency: shown as it is rather
+    than guessed."""
+    r = region.strip().lower()
+    if r in REGION_RESIDENCY:
+        return REGION_RESIDENCY[r]
+    for prefix, code in REGION_PREFIX_RESIDENCY.items():
+        if r.startswith(prefix):
+            return code
+    return r
+
+
+def check_region(value: str) -> str:
+    """A cloud region name, normalised; ValueError for anything that cannot be one (it becomes
+    part of a host name)."""
+    region = value.strip().lower()
+    if not _REGION.match(region):
+        raise ValueError(f"not a cloud region name (got {value!r}), e.g. eu-central-1 or europe-west4")
+    return region
+
+
+def vertex_base_url(project: str, region: str) -> str:
+    """Gemini's base URL on Vertex AI for a project and location (`global`: no host prefix)."""
+    host = "" if region == "global" else f"{region}-"
+    return VERTEX_BASE_URL.format(host=host, project=project, region=region)
+
+
+def ollama_root_url(value: str, *, host_form: bool = False) -> str:
+    """An Ollama address -> the server root the native adapter calls (`http://host:11434`).
+
+    People paste Ollama's OpenAI-compatible URL (`.../v1`) or its API prefix (`.../api`); both
+    are dropped. An address without a scheme gets `http://` and, without a port, Ollama's 11434.
+    `host_form` is for `OLLAMA_HOST`, read the way Ollama reads it: it may also name the
+    listen-on-all address (`0.0.0.0:11434` -> `http://127.0.0.1:11434`), and with an explicit
+    scheme the scheme's own port applies (`https://ollama.lan` is port 443, as in Ollama).
+    """
+    url = value.strip()
+    had_scheme = "://" in url
+    if not had_scheme:
+        url = "http://" + url
+    if host_form or not had_scheme:
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port or (None if had_scheme else 11434)
+        except ValueError:
+            raise ValueError(f"not a valid Ollama address (got {value!r})") from None
+        url = f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
+    url = url.rstrip("/")
+    for suffix in ("/v1", "/api"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
+# ---------------------------------------------------------------------------------------------
 # Deployments from the seeds' conventions
 # ---------------------------------------------------------------------------------------------
 
@@ -110,6 +199,10 @@ class EnvDeployment:
     def name(self) -> str:
         return str(self.fields["name"])
 
+    @property
+    def embeddings_only(self) -> bool:
+        return tuple(self.fields.get("capabilities", ())) == ("embeddings",)
+
 
 @dataclass
 class EnvDeployments:
@@ -118,6 +211,18 @@ class EnvDeployments:
     deployments: list[EnvDeployment] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Target:
+    """What the environment says about one provider: fields laid over each of its presets."""
+
+    switched_by: str  # the variable named in each deployment's `source`
+    fields: dict[str, Any] = field(default_factory=dict)
+    field_vars: dict[str, str] = field(default_factory=dict)
+    #: A model the environment names: one deployment of it instead of the provider's presets.
+    model: str | None = None
+    model_var: str | None = None
 
 
 _LOCATION_RANK = {"local": 0, "sovereign": 1, "cloud": 2}
@@ -129,31 +234,6 @@ def _slug(provider: str, model: str) -> str:
     return tail if tail.startswith(provider) else f"{provider}-{tail}"
 
 
-def ollama_v1_url(value: str, *, host_form: bool = False) -> str:
-    """An Ollama address -> its OpenAI-compatible base URL (`.../v1`).
-
-    `host_form` is for `OLLAMA_HOST`, which may omit the scheme and the port and may name the
-    listen-on-all address: `localhost` / `0.0.0.0:11434` -> `http://127.0.0.1:11434/v1`.
-    """
-    url = value.strip()
-    if host_form or "://" not in url:
-        if "://" not in url:
-            url = "http://" + url
-        parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        try:
-            port = parts.port or 11434
-        except ValueError:
-            raise ValueError(f"not a valid Ollama address (got {value!r})") from None
-        url = f"{parts.scheme}://{host}:{port}{parts.path}"
-    url = url.rstrip("/")
-    return url if url.endswith("/v1") else url + "/v1"
-
-
 def _preset_for(model: str, candidates: tuple[str, ...]) -> tuple[str | None, str]:
     """(preset whose model is exactly `model` or else None, preset to start from)."""
     for name in candidates:
@@ -163,11 +243,28 @@ def _preset_for(model: str, candidates: tuple[str, ...]) -> tuple[str | None, st
     prefixed = [n for n in candidates if model.startswith(PRESETS[n]["model"])]
     if prefixed:
         return None, max(prefixed, key=lambda n: len(PRESETS[n]["model"]))
-    return None, candidates[0]
+    # An unknown model: an embedding model starts from an embedding preset, others from a chat one.
+    embedding = [n for n in candidates if PRESETS[n].get("capabilities") == ("embeddings",)]
+    if "embed" in model.lower() and embedding:
+        return None, embedding[0]
+    chat = [n for n in candidates if n not in embedding]
+    return None, (chat or list(candidates))[0]
+
+
+def _family(provider: str) -> tuple[str, ...]:
+    """The presets a model named for `provider` may be matched against."""
+    return tuple(n for n, p in PRESETS.items() if p["provider"] == provider)
 
 
 def _from_preset(preset: str) -> dict[str, Any]:
     return copy.deepcopy(PRESETS[preset])
+
+
+def _first_set(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    for n in names:
+        if get(environ, n):
+            return n
+    return None
 
 
 def _add_groups(groups: dict[str, list[str]], deployments: list[EnvDeployment]) -> None:
@@ -183,6 +280,164 @@ def _add_groups(groups: dict[str, list[str]], deployments: list[EnvDeployment]) 
             groups[model] = [d.name]
 
 
+def _finish_groups(out: EnvDeployments) -> None:
+    """Per-name and per-model groups, `default` (chat models; the order given) and `embeddings`.
+
+    Embedding-only deployments stay out of `default` (a chat request routed to one would fail)
+    unless nothing else is configured."""
+    _add_groups(out.groups, out.deployments)
+    chat = [d.name for d in out.deployments if not d.embeddings_only]
+    embed = [d.name for d in out.deployments if d.embeddings_only]
+    if out.deployments:
+        out.groups["default"] = chat or embed
+    if embed:
+        out.groups.setdefault("embeddings", embed)
+
+
+def _target_deployments(provider: str, target: _Target) -> list[EnvDeployment]:
+    """The provider's presets (or the one model the environment names) with the target laid over."""
+    if target.model:
+        lookup = _BEDROCK_PROFILE.sub("", target.model) if provider == "bedrock" else target.model
+        exact, base = _preset_for(lookup, _family(provider))
+        chosen = [(exact or _slug(provider, target.model), base)]
+    else:
+        chosen = [(p, p) for p in PROVIDER_PRESETS[provider]]
+    out: list[EnvDeployment] = []
+    for name, preset in chosen:
+        fields = {**_from_preset(preset), **copy.deepcopy(target.fields), "name": name}
+        field_vars = dict(target.field_vars)
+        if target.model:
+            fields["model"] = target.model
+            if target.model_var:
+                field_vars["model"] = target.model_var
+        fields["source"] = f"env:{target.switched_by} (preset {preset})"
+        out.append(EnvDeployment(fields, field_vars))
+    return out
+
+
+# ---- provider targets: what each provider's variables say --------------------------------------
+
+#: provider -> candidate variables holding its API key, preferred first.
+CONVENTIONAL_KEYS: dict[str, tuple[str, ...]] = {
+    "groq": ("GROQ_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+}
+PROVIDER_ORDER: tuple[str, ...] = ("ollama", "groq", "gemini", "deepseek", "openai", "anthropic", "bedrock")
+#: Where Bedrock's region comes from, after a convention's own variable (BEDROCK_REGION, GENAI_...).
+AWS_REGION_VARS: tuple[str, ...] = ("AWS_REGION", "AWS_DEFAULT_REGION")
+VERTEX_VARS = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION")
+
+
+def _ollama_target(environ: Mapping[str, str], url_vars: tuple[str, ...]) -> _Target:
+    """Ollama's address (the first of `url_vars` set, else localhost), `OLLAMA_DEFAULT_MODEL`
+    and `OLLAMA_KEEP_ALIVE` (seed 002). `switched_by` is the address variable used, or ""."""
+    target = _Target("", {"base_url": OLLAMA_BASE_URL})
+    url_var = _first_set(environ, url_vars)
+    if url_var:
+        try:
+            target.fields["base_url"] = ollama_root_url(str(get(environ, url_var)), host_form=url_var == "OLLAMA_HOST")
+        except ValueError as exc:
+            raise ValueError(f"{url_var}: {exc}") from None
+        target.field_vars["base_url"] = target.switched_by = url_var
+    keep_alive = get(environ, "OLLAMA_KEEP_ALIVE")
+    if keep_alive:
+        target.fields["keep_alive"] = keep_alive
+        target.field_vars["keep_alive"] = "OLLAMA_KEEP_ALIVE"
+    model = get(environ, "OLLAMA_DEFAULT_MODEL")
+    if model:
+        target.model, target.model_var = model, "OLLAMA_DEFAULT_MODEL"
+    return target
+
+
+def _key_target(environ: Mapping[str, str], provider: str, candidates: tuple[str, ...]) -> _Target | None:
+    """An API-key provider: the first key variable set (as a reference), or None."""
+    key_var = _first_set(environ, candidates)
+    if key_var is None:
+        return None
+    target = _Target(key_var, {"api_key": f"env:{key_var}"}, {"api_key": key_var})
+    if provider == "openai" and get(environ, "OPENAI_BASE_URL"):
+        target.fields["base_url"] = get(environ, "OPENAI_BASE_URL")
+        target.field_vars["base_url"] = "OPENAI_BASE_URL"
+    return target
+
+
+def _vertex_wanted(environ: Mapping[str, str], key_vars: tuple[str, ...]) -> bool:
+    """Vertex AI rather than AI Studio? Google's own switch `GOOGLE_GENAI_USE_VERTEXAI` decides
+    when set; otherwise a Gemini key beats `GOOGLE_CLOUD_PROJECT` + `GOOGLE_CLOUD_LOCATION`, and
+    those beat the generic `GOOGLE_API_KEY` (which many Google APIs use)."""
+    flag = get(environ, "GOOGLE_GENAI_USE_VERTEXAI")
+    if flag is not None:
+        return flag.lower() in ("true", "1", "yes", "on")
+    if _first_set(environ, tuple(v for v in key_vars if v != "GOOGLE_API_KEY")):
+        return False
+    return all(get(environ, v) for v in VERTEX_VARS)
+
+
+def _vertex_target(environ: Mapping[str, str]) -> _Target:
+    """Gemini on Vertex AI in `GOOGLE_CLOUD_LOCATION`; the residency follows the location and the
+    bearer token comes from gcloud (Application Default Credentials when
+    `GOOGLE_APPLICATION_CREDENTIALS` names a service-account file)."""
+    project, location = (get(environ, v) for v in VERTEX_VARS)
+    if not (project and location):
+        raise ValueError(
+            "GOOGLE_GENAI_USE_VERTEXAI: Vertex AI needs GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION "
+            "(e.g. europe-west4)"
+        )
+    if not _PROJECT.match(project):
+        raise ValueError(f"GOOGLE_CLOUD_PROJECT: not a Google Cloud project id (got {project!r})")
+    try:
+        region = check_region(location)
+    except ValueError as exc:
+        raise ValueError(f"GOOGLE_CLOUD_LOCATION: {exc}") from None
+    adc = get(environ, "GOOGLE_APPLICATION_CREDENTIALS")
+    fields = {
+        "base_url": vertex_base_url(project, region),
+        "project": project,
+        "region": region,
+        "token_command": VERTEX_ADC_TOKEN_COMMAND if adc else VERTEX_TOKEN_COMMAND,
+        "api_key": None,
+        "residency": residency_for_region(region),
+        "provider_label": VERTEX_LABEL,
+    }
+    field_vars = {"project": "GOOGLE_CLOUD_PROJECT", "region": "GOOGLE_CLOUD_LOCATION"}
+    return _Target("GOOGLE_CLOUD_PROJECT", fields, field_vars)
+
+
+def _gemini_target(environ: Mapping[str, str], key_vars: tuple[str, ...]) -> _Target | None:
+    """Gemini on AI Studio (an API key) or on Vertex AI (see `_vertex_wanted`), or None."""
+    if _vertex_wanted(environ, key_vars):
+        return _vertex_target(environ)
+    target = _key_target(environ, "gemini", key_vars)
+    if target is not None:
+        target.fields["provider_label"] = GEMINI_LABEL
+    return target
+
+
+def _bedrock_target(
+    environ: Mapping[str, str], model_vars: tuple[str, ...], region_vars: tuple[str, ...], switched_by: str
+) -> _Target:
+    """Bedrock in the first region variable set (else us-east-1, seed 004's), the residency
+    following the region (a `global.` inference profile has none). Credentials are not read."""
+    region_var = _first_set(environ, region_vars)
+    region = BEDROCK_DEFAULT_REGION
+    if region_var:
+        try:
+            region = check_region(str(get(environ, region_var)))
+        except ValueError as exc:
+            raise ValueError(f"{region_var}: {exc}") from None
+    model_var = _first_set(environ, model_vars)
+    model = get(environ, model_var) if model_var else None
+    residency = "global" if model and model.startswith("global.") else residency_for_region(region)
+    target = _Target(model_var or switched_by, {"region": region, "residency": residency}, model=model)
+    target.model_var = model_var
+    if region_var:
+        target.field_vars["region"] = region_var
+    return target
+
+
 # ---- 1. ALEM ---------------------------------------------------------------------------------
 
 
@@ -196,151 +451,92 @@ def _alem(environ: Mapping[str, str], raw_provider: str) -> EnvDeployments:
         )
         return out
     tier = ALEM_TIERS[spec["tier"]]
-    source = f"env:YONCA_LLM_PROVIDER={provider}"
     field_vars: dict[str, str] = {}
+    # The tier's figures; a provider target below may refine residency and label.
+    fields: dict[str, Any] = {
+        "location": tier["location"],
+        "residency": tier["residency"],
+        "tier": spec["tier"],
+        "latency_ms": tier["latency_ms"],
+        "throughput_tps": tier["throughput_tps"],
+        **{k: tier[k] for k in ("tier_name", "provider_label", "cost_range", "models_label", "best_for")},
+        "base_url": spec["default_base_url"],
+        "api_key": None,
+    }
 
     model = get(environ, spec["model_var"]) or spec["default_model"]
     if get(environ, spec["model_var"]):
         field_vars["model"] = spec["model_var"]
 
-    base_url: str | None = spec["default_base_url"]
-    url_var: str | None = spec["url_var"]
-    if url_var and get(environ, url_var):
-        base_url = get(environ, url_var)
-        field_vars["base_url"] = url_var
-    if base_url is None:
-        out.problems.append(
-            f"{url_var}: required when YONCA_LLM_PROVIDER={provider} "
-            "(the OpenAI-compatible endpoint, e.g. https://llm.gov.az/v1)"
-        )
+    try:
+        target = _alem_target(environ, provider, spec)
+    except ValueError as exc:
+        out.problems.append(str(exc))
         return out
-    if provider == "ollama":
-        try:
-            base_url = ollama_v1_url(base_url)
-        except ValueError as exc:
-            out.problems.append(f"{url_var}: {exc}")
-            return out
-
-    api_key: str | None = None
-    key_var: str | None = spec["key_var"]
-    if key_var:
-        if get(environ, key_var):
-            api_key = f"env:{key_var}"
-            field_vars["api_key"] = key_var
-        elif provider in ("groq", "gemini"):
-            out.problems.append(f"{key_var}: required when YONCA_LLM_PROVIDER={provider}")
-            return out
+    if target is not None:
+        fields.update(target.fields)
+        field_vars.update(target.field_vars)
 
     family = tuple(n for n, p in PRESETS.items() if p.get("tier") == spec["tier"])
     exact, base = _preset_for(model, family)
-    fields = _from_preset(base)
-    fields.update(
+    dep = EnvDeployment(
         {
+            **_from_preset(base),
+            **fields,
             "name": exact or _slug(provider, model),
             "model": model,
-            "base_url": base_url,
-            "api_key": api_key,
-            "location": tier["location"],
-            "residency": tier["residency"],
-            "tier": spec["tier"],
-            "latency_ms": tier["latency_ms"],
-            "throughput_tps": tier["throughput_tps"],
-            **{k: tier[k] for k in ("tier_name", "provider_label", "cost_range", "models_label", "best_for")},
-            "source": source,
-        }
+            "source": f"env:YONCA_LLM_PROVIDER={provider}",
+        },
+        field_vars,
     )
-    dep = EnvDeployment(fields, field_vars)
     out.deployments.append(dep)
-    _add_groups(out.groups, out.deployments)
-    out.groups["default"] = [dep.name]
+    _finish_groups(out)
     return out
 
 
-# ---- provider credentials shared by GenAI Spine and conventional variables ----------------------
-
-#: provider -> candidate variables holding its API key, preferred first.
-CONVENTIONAL_KEYS: dict[str, tuple[str, ...]] = {
-    "groq": ("GROQ_API_KEY",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "deepseek": ("DEEPSEEK_API_KEY",),
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-}
-PROVIDER_ORDER: tuple[str, ...] = ("ollama", "groq", "gemini", "deepseek", "openai", "anthropic")
-
-
-def _first_set(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
-    for n in names:
-        if get(environ, n):
-            return n
-    return None
-
-
-def _ollama_url(environ: Mapping[str, str], first: tuple[str, ...] = ()) -> tuple[str, str | None]:
-    """(base URL, variable it came from) for Ollama; localhost when no variable says."""
-    for var in (*first, "OLLAMA_BASE_URL", "OLLAMA_HOST"):
-        value = get(environ, var)
-        if value:
-            try:
-                return ollama_v1_url(value, host_form=var == "OLLAMA_HOST"), var
-            except ValueError as exc:
-                raise ValueError(f"{var}: {exc}") from None
-    return ollama_v1_url("http://localhost:11434"), None
-
-
-def _provider_deployments(
-    environ: Mapping[str, str],
-    provider: str,
-    *,
-    key_var: str | None,
-    switched_by: str,
-    url: tuple[str, str | None] | None = None,
-) -> list[EnvDeployment]:
-    out: list[EnvDeployment] = []
-    for preset in PROVIDER_PRESETS[provider]:
-        fields = _from_preset(preset)
-        fields["name"] = preset
-        field_vars: dict[str, str] = {}
-        if key_var:
-            fields["api_key"] = f"env:{key_var}"
-            field_vars["api_key"] = key_var
-        if provider == "ollama":
-            assert url is not None
-            fields["base_url"], url_var = url
-            if url_var:
-                field_vars["base_url"] = url_var
-            model = get(environ, "OLLAMA_DEFAULT_MODEL")  # seed 002
-            if model and model != fields["model"]:
-                exact, base = _preset_for(model, tuple(n for n in PRESETS if n.startswith("ollama-")))
-                keep = {k: fields[k] for k in ("base_url",)}
-                fields = {**_from_preset(base), **keep, "model": model}
-                fields["name"] = exact or _slug("ollama", model)
-                field_vars["model"] = "OLLAMA_DEFAULT_MODEL"
-        if provider == "openai" and get(environ, "OPENAI_BASE_URL"):
-            fields["base_url"] = get(environ, "OPENAI_BASE_URL")
-            field_vars["base_url"] = "OPENAI_BASE_URL"
-        fields["source"] = f"env:{switched_by} (preset {preset})"
-        out.append(EnvDeployment(fields, field_vars))
-    return out
+def _alem_target(environ: Mapping[str, str], provider: str, spec: dict[str, Any]) -> _Target | None:
+    """The ALEM provider's own variables; ValueError names a missing or bad one."""
+    if provider == "ollama":
+        return _ollama_target(environ, (spec["url_var"],))
+    if provider == "gemini":
+        target = _gemini_target(environ, (spec["key_var"],))
+        if target is None:
+            raise ValueError(
+                f"{spec['key_var']}: required when YONCA_LLM_PROVIDER=gemini "
+                "(or GOOGLE_CLOUD_PROJECT + GOOGLE_CLOUD_LOCATION for Gemini on Vertex AI)"
+            )
+        return target
+    target = _key_target(environ, provider, (spec["key_var"],))
+    if target is None and provider == "groq":
+        raise ValueError(f"{spec['key_var']}: required when YONCA_LLM_PROVIDER={provider}")
+    url_var = spec["url_var"]
+    if url_var:  # azintelecom: the endpoint has no default
+        if not get(environ, url_var):
+            raise ValueError(
+                f"{url_var}: required when YONCA_LLM_PROVIDER={provider} "
+                "(the OpenAI-compatible endpoint, e.g. https://llm.gov.az/v1)"
+            )
+        target = target or _Target(url_var)
+        target.fields["base_url"] = get(environ, url_var)
+        target.field_vars["base_url"] = url_var
+    return target
 
 
 # ---- 2. GenAI Spine --------------------------------------------------------------------------
 
 GENAI_PROVIDERS: tuple[str, ...] = PROVIDER_ORDER
-_GENAI_TRIGGERS = (
-    "GENAI_DEFAULT_PROVIDER",
-    "GENAI_FALLBACK_CHAIN",
-    "GENAI_OLLAMA_URL",
-    *(f"GENAI_{p.upper()}_API_KEY" for p in GENAI_PROVIDERS if p != "ollama"),
-)
+#: provider -> the GENAI_* variable that switches it on without a fallback chain.
+_GENAI_SWITCH = {
+    p: {"ollama": "GENAI_OLLAMA_URL", "bedrock": "GENAI_BEDROCK_MODEL"}.get(p, f"GENAI_{p.upper()}_API_KEY")
+    for p in GENAI_PROVIDERS
+}
+_GENAI_TRIGGERS = ("GENAI_DEFAULT_PROVIDER", "GENAI_FALLBACK_CHAIN", *_GENAI_SWITCH.values())
 
 
-def _genai(environ: Mapping[str, str]) -> EnvDeployments:
-    out = EnvDeployments("GenAI Spine", "GenAI Spine: GENAI_*")
+def _genai_order(environ: Mapping[str, str], out: EnvDeployments) -> tuple[list[str], dict[str, str]]:
+    """(providers in fallback order, provider -> the variable that asked for it)."""
     valid = ", ".join(GENAI_PROVIDERS)
-    named_by: dict[str, str] = {}  # provider -> the variable that asked for it
-    order: list[str] = []
-
+    named_by: dict[str, str] = {}
     default = get(environ, "GENAI_DEFAULT_PROVIDER")
     if default is not None:
         if default.lower() in GENAI_PROVIDERS:
@@ -350,59 +546,86 @@ def _genai(environ: Mapping[str, str]) -> EnvDeployments:
             out.problems.append(f"GENAI_DEFAULT_PROVIDER: must be one of {valid} (got {default!r})")
             default = None
 
-    chain_raw = get(environ, "GENAI_FALLBACK_CHAIN")
     chain: list[str] = []
-    if chain_raw is not None:
-        for item in (x.strip().lower() for x in chain_raw.split(",")):
-            if not item:
-                continue
-            if item not in GENAI_PROVIDERS:
-                out.problems.append(f"GENAI_FALLBACK_CHAIN: unknown provider {item!r} (valid: {valid})")
-            elif item not in chain:
-                chain.append(item)
-                named_by.setdefault(item, "GENAI_FALLBACK_CHAIN")
+    for item in (x.strip().lower() for x in (get(environ, "GENAI_FALLBACK_CHAIN") or "").split(",")):
+        if not item:
+            continue
+        if item not in GENAI_PROVIDERS:
+            out.problems.append(f"GENAI_FALLBACK_CHAIN: unknown provider {item!r} (valid: {valid})")
+        elif item not in chain:
+            chain.append(item)
+            named_by.setdefault(item, "GENAI_FALLBACK_CHAIN")
 
     if chain:
-        order = chain if default is None or default in chain else [default, *chain]
-    else:
-        order = [default] if default else []
-        for p in GENAI_PROVIDERS:
-            var = "GENAI_OLLAMA_URL" if p == "ollama" else f"GENAI_{p.upper()}_API_KEY"
-            if p not in order and get(environ, var):
-                order.append(p)
-                named_by.setdefault(p, var)
+        return (chain if default is None or default in chain else [default, *chain]), named_by
+    order = [default] if default else []
+    for p in GENAI_PROVIDERS:
+        if p not in order and get(environ, _GENAI_SWITCH[p]):
+            order.append(p)
+            named_by.setdefault(p, _GENAI_SWITCH[p])
+    return order, named_by
 
-    for provider in order:
-        if provider == "ollama":
-            try:
-                url = _ollama_url(environ, ("GENAI_OLLAMA_URL",))
-            except ValueError as exc:
-                out.problems.append(str(exc))
-                continue
-            switched = url[1] if url[1] == "GENAI_OLLAMA_URL" else named_by[provider]
-            out.deployments += _provider_deployments(
-                environ, "ollama", key_var=None, switched_by=switched, url=url
-            )
-            continue
-        candidates = (f"GENAI_{provider.upper()}_API_KEY", *CONVENTIONAL_KEYS[provider])
-        key_var = _first_set(environ, candidates)
-        if key_var is None:
-            var = named_by[provider].split("=", 1)[0]
-            out.problems.append(
-                f"{var}: names {provider}, but no API key is set ({' or '.join(candidates)})"
-            )
-            continue
-        out.deployments += _provider_deployments(
-            environ, provider, key_var=key_var, switched_by=key_var
+
+def _genai_target(environ: Mapping[str, str], provider: str, named_by: str) -> _Target:
+    """One provider the GenAI variables ask for; ValueError says what is missing."""
+    if provider == "ollama":
+        target = _ollama_target(environ, ("GENAI_OLLAMA_URL", "OLLAMA_BASE_URL", "OLLAMA_HOST"))
+        if target.switched_by != "GENAI_OLLAMA_URL":
+            target.switched_by = named_by
+        return target
+    if provider == "bedrock":
+        return _bedrock_target(
+            environ,
+            ("GENAI_BEDROCK_MODEL", "BEDROCK_MODEL_ID"),
+            ("GENAI_BEDROCK_REGION", "BEDROCK_REGION", *AWS_REGION_VARS),
+            named_by,
         )
+    candidates = (f"GENAI_{provider.upper()}_API_KEY", *CONVENTIONAL_KEYS[provider])
+    if provider == "gemini":
+        target = _gemini_target(environ, candidates)
+        wanted = f"{' or '.join(candidates)}, or {' + '.join(VERTEX_VARS)} for Vertex AI"
+    else:
+        target = _key_target(environ, provider, candidates)
+        wanted = " or ".join(candidates)
+    if target is None:
+        var = named_by.split("=", 1)[0]
+        raise ValueError(f"{var}: names {provider}, but no API key is set ({wanted})")
+    return target
 
-    _add_groups(out.groups, out.deployments)
-    if out.deployments:
-        out.groups["default"] = [d.name for d in out.deployments]
+
+def _genai(environ: Mapping[str, str]) -> EnvDeployments:
+    out = EnvDeployments("GenAI Spine", "GenAI Spine: GENAI_*")
+    order, named_by = _genai_order(environ, out)
+    for provider in order:
+        try:
+            target = _genai_target(environ, provider, named_by[provider])
+        except ValueError as exc:
+            out.problems.append(str(exc))
+            continue
+        out.deployments += _target_deployments(provider, target)
+    _finish_groups(out)
     return out
 
 
 # ---- 3. Conventional provider variables -------------------------------------------------------
+
+
+def _conventional_target(environ: Mapping[str, str], provider: str) -> _Target | None:
+    """The provider's target if its own variables switch it on, else None."""
+    if provider == "ollama":
+        if not _first_set(environ, ("OLLAMA_BASE_URL", "OLLAMA_HOST")):
+            return None
+        return _ollama_target(environ, ("OLLAMA_BASE_URL", "OLLAMA_HOST"))
+    if provider == "bedrock":
+        if not get(environ, "BEDROCK_MODEL_ID"):
+            return None  # AWS credentials alone are everywhere: the model id is the switch
+        return _bedrock_target(environ, ("BEDROCK_MODEL_ID",), ("BEDROCK_REGION", *AWS_REGION_VARS), "BEDROCK_MODEL_ID")
+    if provider == "gemini":
+        keys = CONVENTIONAL_KEYS["gemini"]
+        if not (_first_set(environ, keys) or all(get(environ, v) for v in VERTEX_VARS)):
+            return None
+        return _gemini_target(environ, keys)
+    return _key_target(environ, provider, CONVENTIONAL_KEYS[provider])
 
 
 def _conventional(environ: Mapping[str, str]) -> EnvDeployments:
@@ -410,27 +633,18 @@ def _conventional(environ: Mapping[str, str]) -> EnvDeployments:
     used: list[str] = []
     problems: list[str] = []
     for provider in PROVIDER_ORDER:
-        if provider == "ollama":
-            try:
-                url = _ollama_url(environ)
-            except ValueError as exc:
-                problems.append(str(exc))
-                continue
-            if url[1] is None:
-                continue
-            used.append(url[1])
-            found += _provider_deployments(environ, "ollama", key_var=None, switched_by=url[1], url=url)
+        try:
+            target = _conventional_target(environ, provider)
+        except ValueError as exc:
+            problems.append(str(exc))
             continue
-        key_var = _first_set(environ, CONVENTIONAL_KEYS[provider])
-        if key_var:
-            used.append(key_var)
-            found += _provider_deployments(environ, provider, key_var=key_var, switched_by=key_var)
+        if target is not None:
+            used.append(target.switched_by)
+            found += _target_deployments(provider, target)
     out = EnvDeployments("provider variables", "provider variables: " + ", ".join(used), problems=problems)
     found.sort(key=lambda d: _LOCATION_RANK[d.fields["location"]])  # stable
     out.deployments = found
-    _add_groups(out.groups, found)
-    if found:
-        out.groups["default"] = [d.name for d in found]
+    _finish_groups(out)
     return out
 
 

@@ -40,7 +40,7 @@ from .models import (
     Settings,
     StoreConfig,
 )
-from .presets import ALEM_TIERS, AZINTELECOM_EXAMPLE_BASE_URL, PRESETS
+from .presets import ALEM_TIERS, AZINTELECOM_EXAMPLE_BASE_URL, PRESETS, VERTEX_LABEL
 
 DEFAULT_FILE = "tiergate.yaml"
 SIMULATED_ORIGIN = "simulated defaults (no deployment configured)"
@@ -413,10 +413,39 @@ class _Loader:
                     f"(known: {', '.join(PRESETS)})"
                 )
         merged = _merge(merged, item)
+        self._region_defaults(loc, item, merged)
         if "residency" not in merged and merged.get("location") == "local":
             merged["residency"] = "on-prem"
         merged["source"] = f"{self.file_label}:deployments[{i}]"
         return merged
+
+    def _region_defaults(self, loc: list[Any], item: dict[str, Any], merged: dict[str, Any]) -> None:
+        """What a deployment's cloud region implies, unless the file says otherwise: Gemini with a
+        `project` is Vertex AI (base_url built from project and region, replacing a preset's AI
+        Studio URL); a Bedrock or Vertex AI deployment's residency follows its region."""
+        provider, project, region = merged.get("provider"), merged.get("project"), merged.get("region")
+        vertex = provider == "gemini" and isinstance(project, str) and bool(project)
+        if not (vertex or provider == "bedrock"):
+            return
+        if not isinstance(region, str) or not region:
+            if vertex and "base_url" not in item:
+                self.problems.append(
+                    f"{self._at([*loc, 'region'])}: required with project (the Vertex AI location, "
+                    "e.g. europe-west4), or set base_url"
+                )
+            return
+        try:
+            region = envconv.check_region(region)
+        except ValueError as exc:
+            self.problems.append(f"{self._at([*loc, 'region'])}: {exc}")
+            return
+        merged["region"] = region
+        if vertex and "base_url" not in item:
+            merged["base_url"] = envconv.vertex_base_url(str(project), region)
+            if "provider_label" not in item:
+                merged["provider_label"] = VERTEX_LABEL
+        if "residency" not in item:
+            merged["residency"] = envconv.residency_for_region(region)
 
     def _check_deployments(self, deployments: list[Any]) -> None:
         first_at: dict[str, int] = {}

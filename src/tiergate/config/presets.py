@@ -1,31 +1,39 @@
 """Shipped deployment presets: data only (name -> partial `Deployment` fields), no logic.
 
 A `tiergate.yaml` deployment may say `preset: groq-maverick` and override any field; the
-environment conventions (`YONCA_*`, `GENAI_*`, `OPENAI_API_KEY`, ...) build their deployments
-from these presets too (see `tiergate.config.env`).
+environment conventions (`YONCA_*`, `GENAI_*`, `OPENAI_API_KEY`, `BEDROCK_MODEL_ID`, ...) build
+their deployments from these presets too (see `tiergate.config.env`). docs/providers.md describes
+each provider; docs/configuration.md lists every preset.
 
 Units and sources
 -----------------
 * `price`: USD per 1M tokens (`Decimal`). Where a seed gives a figure it wins; seed 002 (EAIO)
-  quotes USD per 1K tokens, multiplied here by 1000. Where no seed gives a figure (usually the
-  output price) the provider's public list price (2024-2025) is used; each entry says which.
+  quotes USD per 1K tokens, multiplied here by 1000; seed 004's Bedrock figures are per 1K too.
+  Where no seed gives a figure (usually the output price) the provider's public list price
+  (2024-2025: the provider's pricing page, on-demand, standard tier) is used; each entry says
+  which. Embedding models have only an input price.
 * `latency_ms`: expected P95 time to first token; `throughput_tps`: generation tokens/s. ALEM
   (seed 000) figures for its four tiers; seed 002 tokens/s for the local M1 models; otherwise
-  our rough public-benchmark estimates.
+  our rough public-benchmark estimates. Embedding presets have no throughput (nothing is generated).
 * `quality` (0..1): tiergate's own judgement of general answer quality, used only as a routing
   signal ("quality" strategy, tie-breaks). Roughly: frontier models 0.9, strong open 70B-class
   / mid models ~0.8, small cloud models ~0.7, 7B local ~0.5, 3B local ~0.45. Override freely.
 * Display fields (`tier_name`, `provider_label`, `cost_range`, `models_label`, `best_for`) feed
   the ALEM banner; they describe the ALEM tier the deployment belongs to.
 
-Wire formats: everything below speaks the OpenAI wire format for now. Gemini uses Google's
-OpenAI-compatible endpoint and Claude uses Anthropic's OpenAI-compatible endpoint
-(`https://api.anthropic.com/v1`); when the native `gemini` / `anthropic` adapters exist these
-presets switch `provider` and `base_url` (marked `NATIVE-ADAPTER-LATER`).
+Wire formats: each preset names the native adapter of its provider: `gemini` (Google's Gemini API,
+AI Studio form; Vertex AI when a deployment sets `project` and `region`), `anthropic` (Messages
+API), `ollama` (`/api/chat`), `bedrock` (Converse); Groq, OpenAI, DeepSeek and AzInTelecom speak
+the OpenAI wire format (`openai`).
 
-Residency caveat (Gemini): ALEM Tier II states EU residency "via Vertex AI region lock". The
-default base URL below is Google's global Gemini API endpoint; EU residency holds only when
-`base_url` points at a Vertex AI endpoint in an EU region. Override `residency` if you do not.
+Residency
+---------
+`residency` is what the preset's default endpoint implies. Gemini: ALEM Tier II states EU
+residency "via Vertex AI region lock"; the default AI Studio endpoint is Google's global Gemini
+API, so EU residency holds only on Vertex AI in an EU region (set `project` and `region`: the
+loader then derives `base_url` and `residency` from the region). Bedrock presets pin `region`
+us-east-1 (seed 004's region): set `region` to move them, and `residency` follows the region
+(`REGION_RESIDENCY`) unless you set it too.
 """
 
 from __future__ import annotations
@@ -108,17 +116,73 @@ def _tier(label: str) -> dict[str, Any]:
 
 
 GROQ_BASE_URL: Final = "https://api.groq.com/openai/v1"
-GEMINI_BASE_URL: Final = "https://generativelanguage.googleapis.com/v1beta/openai"
+#: Gemini API (AI Studio form); the `gemini` adapter appends `/models/{model}:generateContent`.
+GEMINI_BASE_URL: Final = "https://generativelanguage.googleapis.com/v1beta"
+#: Gemini on Vertex AI, per project and location (`global` has no location prefix on the host).
+VERTEX_BASE_URL: Final = (
+    "https://{host}aiplatform.googleapis.com/v1/projects/{project}/locations/{region}/publishers/google"
+)
+#: How a Vertex AI deployment gets its bearer token when the environment sets it up.
+VERTEX_TOKEN_COMMAND: Final = "gcloud auth print-access-token"
+#: The same through Application Default Credentials (e.g. GOOGLE_APPLICATION_CREDENTIALS).
+VERTEX_ADC_TOKEN_COMMAND: Final = "gcloud auth application-default print-access-token"
 OPENAI_BASE_URL: Final = "https://api.openai.com/v1"
-ANTHROPIC_BASE_URL: Final = "https://api.anthropic.com/v1"  # OpenAI-compatible endpoint
+ANTHROPIC_BASE_URL: Final = "https://api.anthropic.com"
 DEEPSEEK_BASE_URL: Final = "https://api.deepseek.com/v1"
-OLLAMA_BASE_URL: Final = "http://localhost:11434/v1"
+#: Ollama's server root (native API); the adapter drops a pasted `/v1` or `/api`.
+OLLAMA_BASE_URL: Final = "http://localhost:11434"
+#: `provider_label` of a Gemini deployment, by API surface (the banner shows who runs it).
+GEMINI_LABEL: Final = "Google Gemini API (AI Studio)"
+VERTEX_LABEL: Final = "Google Cloud (Vertex AI)"
+#: Seed 004's region; Bedrock presets pin it so that their residency is known.
+BEDROCK_DEFAULT_REGION: Final = "us-east-1"
 #: Documented example only (seed 000); the AzInTelecom preset takes its URL from the environment.
 AZINTELECOM_EXAMPLE_BASE_URL: Final = "https://llm.gov.az/v1"
 
+# Cloud region -> residency code (AWS and Google Cloud names). Exact names first, then the
+# region's prefix; a region found in neither is its own residency (shown as it is).
+REGION_RESIDENCY: Final[dict[str, str]] = {
+    # AWS: European regions outside the EU
+    "eu-west-2": "GB",  # London
+    "eu-central-2": "CH",  # Zurich
+    # AWS: Asia-Pacific, Middle East, Africa, Americas
+    "ap-northeast-1": "JP",
+    "ap-northeast-3": "JP",
+    "ap-northeast-2": "KR",
+    "ap-south-1": "IN",
+    "ap-south-2": "IN",
+    "ap-southeast-1": "SG",
+    "ap-southeast-2": "AU",
+    "ap-southeast-4": "AU",
+    "ap-southeast-3": "ID",
+    "ap-east-1": "HK",
+    "me-central-1": "AE",
+    "me-south-1": "BH",
+    "il-central-1": "IL",
+    "af-south-1": "ZA",
+    "sa-east-1": "BR",
+    # Google Cloud: European regions outside the EU
+    "europe-west2": "GB",  # London
+    "europe-west6": "CH",  # Zurich
+    "global": "global",  # Vertex AI's global endpoint: no residency guarantee
+}
+REGION_PREFIX_RESIDENCY: Final[dict[str, str]] = {
+    "us-": "US",  # AWS us-*, us-gov-*; Google us-*
+    "eu-": "EU",
+    "europe-": "EU",
+    "ca-": "CA",
+    "northamerica-northeast": "CA",
+}
+
 _GROQ = {"provider": "openai", "base_url": GROQ_BASE_URL, "location": "cloud", "residency": "US"}
-# NATIVE-ADAPTER-LATER: provider "gemini" with the native API.
-_GEMINI = {"provider": "openai", "base_url": GEMINI_BASE_URL, "location": "cloud", "residency": "EU"}
+_GEMINI = {
+    "provider": "gemini",
+    "base_url": GEMINI_BASE_URL,
+    "location": "cloud",
+    "residency": "EU",  # ALEM Tier II's figure: holds on Vertex AI in an EU region (see above)
+    **_tier("II"),
+    "provider_label": GEMINI_LABEL,
+}
 _OPENAI = {
     "provider": "openai",
     "base_url": OPENAI_BASE_URL,
@@ -126,9 +190,8 @@ _OPENAI = {
     "residency": "US",
     "provider_label": "OpenAI",
 }
-# NATIVE-ADAPTER-LATER: provider "anthropic", base_url "https://api.anthropic.com".
 _ANTHROPIC = {
-    "provider": "openai",
+    "provider": "anthropic",
     "base_url": ANTHROPIC_BASE_URL,
     "location": "cloud",
     "residency": "US",
@@ -143,7 +206,7 @@ _DEEPSEEK = {
     "provider_label": "DeepSeek",
 }
 _OLLAMA = {
-    "provider": "openai",  # Ollama's OpenAI-compatible /v1 API
+    "provider": "ollama",
     "base_url": OLLAMA_BASE_URL,
     "location": "local",
     "residency": "on-prem",
@@ -153,8 +216,17 @@ _OLLAMA = {
     **_tier("IV"),
     "provider_label": "Ollama (self-hosted)",
 }
+_BEDROCK = {
+    "provider": "bedrock",
+    "base_url": "",  # the adapter uses https://bedrock-runtime.{region}.amazonaws.com
+    "region": BEDROCK_DEFAULT_REGION,
+    "location": "cloud",
+    "residency": "US",  # follows `region` (REGION_RESIDENCY)
+    "provider_label": "AWS Bedrock",
+}
 
 _CHAT = ("tools", "json", "streaming")
+_EMBED = ("embeddings",)
 
 PRESETS: Final[dict[str, dict[str, Any]]] = {
     # ---- ALEM Tier I: Groq LPU (cloud, US) ----------------------------------------------
@@ -183,7 +255,6 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     # ---- ALEM Tier II: Google Gemini (cloud, EU per ALEM: see residency caveat above) -----
     "gemini-2.0-flash": {
         **_GEMINI,
-        **_tier("II"),
         "model": "gemini-2.0-flash",
         "price": {"input": D("0.10"), "output": D("0.40")},  # Google public list price
         "latency_ms": 400.0,  # ALEM Tier II
@@ -194,7 +265,6 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     },
     "gemini-1.5-pro": {
         **_GEMINI,
-        **_tier("II"),
         "model": "gemini-1.5-pro",
         # input: seed 002 ($0.00125/1K); output: Google list price (<=128K context)
         "price": {"input": D("1.25"), "output": D("5.00")},
@@ -206,7 +276,6 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     },
     "gemini-1.5-flash": {
         **_GEMINI,
-        **_tier("II"),
         "model": "gemini-1.5-flash",
         # input: seed 002 ($0.00035/1K); output: Google list price at that tariff
         "price": {"input": D("0.35"), "output": D("1.05")},
@@ -215,6 +284,19 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "quality": 0.72,
         "capabilities": (*_CHAT, "vision"),
         "context_length": 1048576,
+    },
+    "gemini-text-embedding-004": {
+        **_GEMINI,
+        "model": "text-embedding-004",
+        # Google's Gemini API price list showed text-embedding-004 as free of charge (2024-2025);
+        # Google announced its retirement for 2026-01-14 in favour of gemini-embedding-001
+        # ($0.15 / 1M input): override `model` and `price` for that one. Vertex AI bills per
+        # character.
+        "price": {"input": D("0"), "output": D("0")},
+        "latency_ms": 300.0,
+        "quality": 0.7,
+        "capabilities": _EMBED,
+        "context_length": 2048,
     },
     # ---- ALEM Tier III: AzInTelecom sovereign cloud (AZ) --------------------------------
     "azintelecom-llama-3.3-70b": {
@@ -280,6 +362,14 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "capabilities": ("json", "streaming"),
         "context_length": 4096,  # Phi-3-Mini-4K (seed 002)
     },
+    "ollama-nomic-embed-text": {
+        **_OLLAMA,
+        "model": "nomic-embed-text",
+        "latency_ms": 100.0,  # estimate: a 137M-parameter model, warm
+        "quality": 0.6,
+        "capabilities": _EMBED,
+        "context_length": 8192,
+    },
     # ---- OpenAI (cloud, US) -------------------------------------------------------------
     "openai-gpt-4o": {
         **_OPENAI,
@@ -312,6 +402,15 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "quality": 0.6,
         "capabilities": _CHAT,
         "context_length": 16385,
+    },
+    "openai-text-embedding-3-small": {
+        **_OPENAI,
+        "model": "text-embedding-3-small",
+        "price": {"input": D("0.02"), "output": D("0")},  # OpenAI list price
+        "latency_ms": 300.0,
+        "quality": 0.7,
+        "capabilities": _EMBED,
+        "context_length": 8191,
     },
     # ---- DeepSeek (cloud, CN) -----------------------------------------------------------
     "deepseek-chat": {
@@ -347,7 +446,7 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "context_length": 65536,
         "timeout_s": 180.0,
     },
-    # ---- Anthropic Claude (cloud, US); NATIVE-ADAPTER-LATER -----------------------------
+    # ---- Anthropic Claude (cloud, US) ---------------------------------------------------
     "claude-3-5-sonnet": {
         **_ANTHROPIC,
         "model": "claude-3-5-sonnet-20241022",
@@ -381,6 +480,61 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "context_length": 200000,
         "timeout_s": 180.0,
     },
+    # ---- AWS Bedrock (cloud; region us-east-1 -> US unless `region` says otherwise) -----------
+    # Prices: seed 004 where it quotes Bedrock (Claude 3 Sonnet, Claude 3 Haiku), otherwise the
+    # AWS Bedrock pricing page, on-demand, us-east-1 (2024-2025).
+    "bedrock-claude-3-5-sonnet": {
+        **_BEDROCK,
+        "model": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "price": {"input": D("3.00"), "output": D("15.00")},  # AWS list price
+        "latency_ms": 900.0,
+        "throughput_tps": 70.0,
+        "quality": 0.92,
+        "capabilities": (*_CHAT, "vision", "code"),
+        "context_length": 200000,
+    },
+    "bedrock-claude-3-sonnet": {
+        **_BEDROCK,
+        "model": "anthropic.claude-3-sonnet-20240229-v1:0",  # seed 004's model
+        "price": {"input": D("3.00"), "output": D("15.00")},  # seed 004 ($0.003 / $0.015 per 1K)
+        "latency_ms": 900.0,
+        "throughput_tps": 60.0,
+        "quality": 0.82,
+        "capabilities": (*_CHAT, "vision"),
+        "context_length": 200000,
+    },
+    "bedrock-claude-3-haiku": {
+        **_BEDROCK,
+        "model": "anthropic.claude-3-haiku-20240307-v1:0",  # seed 004's cheaper model
+        # seed 004 as it states ($0.00080 / $0.0024 per 1K); AWS's list price for Claude 3
+        # Haiku is lower ($0.25 / $1.25 per 1M): override `price` if you are billed that.
+        "price": {"input": D("0.80"), "output": D("2.40")},
+        "latency_ms": 500.0,
+        "throughput_tps": 120.0,
+        "quality": 0.7,
+        "capabilities": (*_CHAT, "vision"),
+        "context_length": 200000,
+    },
+    "bedrock-llama3-70b": {
+        **_BEDROCK,
+        "model": "meta.llama3-70b-instruct-v1:0",
+        "price": {"input": D("2.65"), "output": D("3.50")},  # AWS list price
+        "latency_ms": 700.0,
+        "throughput_tps": 50.0,
+        "quality": 0.78,
+        # Bedrock's Converse API has no tool use for Llama 3 (only from Llama 3.1 on).
+        "capabilities": ("streaming",),
+        "context_length": 8192,
+    },
+    "bedrock-titan-embed-text-v2": {
+        **_BEDROCK,
+        "model": "amazon.titan-embed-text-v2:0",
+        "price": {"input": D("0.02"), "output": D("0")},  # AWS list price ($0.00002 per 1K)
+        "latency_ms": 200.0,
+        "quality": 0.68,
+        "capabilities": _EMBED,
+        "context_length": 8192,
+    },
 }
 
 # Which presets a provider's credentials switch on (environment conventions), in order.
@@ -391,6 +545,8 @@ PROVIDER_PRESETS: Final[dict[str, tuple[str, ...]]] = {
     "deepseek": ("deepseek-chat", "deepseek-coder"),
     "openai": ("openai-gpt-4o", "openai-gpt-4o-mini"),
     "anthropic": ("claude-3-5-sonnet", "claude-3-haiku"),
+    # GENAI_FALLBACK_CHAIN naming bedrock without a model (BEDROCK_MODEL_ID names exactly one)
+    "bedrock": ("bedrock-claude-3-5-sonnet", "bedrock-claude-3-haiku"),
 }
 
 # ALEM providers (YONCA_LLM_PROVIDER): tier label, base preset and variable names.
@@ -429,6 +585,6 @@ ALEM_PROVIDERS: Final[dict[str, dict[str, Any]]] = {
         "model_var": "YONCA_OLLAMA_MODEL",
         "url_var": "YONCA_OLLAMA_BASE_URL",
         "default_model": "atllama:7b",  # seed 000's example value
-        "default_base_url": "http://localhost:11434",  # "/v1" is appended
+        "default_base_url": OLLAMA_BASE_URL,  # a pasted "/v1" or "/api" is dropped
     },
 }
