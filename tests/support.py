@@ -143,7 +143,7 @@ def start_gateway(
     cfg.setdefault("store", {"url": f"sqlite:///{db_path}", "flush_interval_ms": 20})
     config_path = tmp / f"tiergate-{port}.yaml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TIERGATE_", "YONCA_", "GENAI_")) and k not in _PROVIDER_VARS}
+    full_env = clean_env()
     if master_key:
         full_env["TIERGATE_MASTER_KEY"] = master_key
     full_env.update(env or {})
@@ -160,10 +160,22 @@ def start_gateway(
     return gw
 
 
-_PROVIDER_VARS = {
-    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GOOGLE_API_KEY",
-    "GEMINI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "DEFAULT_PRIVACY_LEVEL",
-}
+#: Environment variables that make the gateway configure deployments by convention; gateways
+#: started by tests get none of them from the developer's shell.
+PROVIDER_VARS = frozenset({
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY",
+    "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GENAI_USE_VERTEXAI", "OLLAMA_HOST", "OLLAMA_BASE_URL", "OLLAMA_DEFAULT_MODEL",
+    "OLLAMA_KEEP_ALIVE", "BEDROCK_MODEL_ID", "BEDROCK_REGION", "DEFAULT_PRIVACY_LEVEL",
+})
+CONVENTION_PREFIXES = ("TIERGATE_", "YONCA_", "GENAI_")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the configuration conventions, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONVENTION_PREFIXES) and k not in PROVIDER_VARS}
+    env.update(extra)
+    return env
 
 
 def deployment(name: str, sim: Sim | str, location: str, **extra: Any) -> dict[str, Any]:

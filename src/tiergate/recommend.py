@@ -108,7 +108,7 @@ _YAML = {
         "  default_level: PRIVATE    # nothing leaves the premises\n"
         "deployments:\n"
         "  - preset: ollama-atllama-7b        # ALEM Tier IV: local, on-prem\n"
-        "    base_url: http://localhost:11434/v1\n"
+        "    base_url: http://localhost:11434\n"
         "model_groups:\n"
         "  assistant: [ollama-atllama-7b]\n"
     ),

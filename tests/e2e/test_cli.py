@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import deployment, start_sim
-
-_SEED_VARS = ("TIERGATE_", "YONCA_", "GENAI_")
-_PROVIDER_VARS = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GOOGLE_API_KEY",
-                  "GEMINI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "DEFAULT_PRIVACY_LEVEL"}
+from tests.support import clean_env, deployment, start_sim
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(_SEED_VARS) and k not in _PROVIDER_VARS}
-    full.update(env, COLUMNS="120")
+    full = clean_env(**env, COLUMNS="120")
     return subprocess.run([sys.executable, "-m", "tiergate", *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=60)
 
@@ -69,7 +63,7 @@ def test_explain_prints_the_decision(tmp_path: Path) -> None:
 
 
 def test_recommend_interactively(tmp_path: Path) -> None:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(_SEED_VARS)}
+    full = clean_env()
     r = subprocess.run([sys.executable, "-m", "tiergate", "recommend"], cwd=tmp_path, env=full, input="yes\nyes\n",
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

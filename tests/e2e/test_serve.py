@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import (
     MASTER_KEY,
+    clean_env,
     deployment,
     free_port,
     http_json,
@@ -27,11 +28,7 @@ from tests.support import (
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIERGATE_", "YONCA_", "GENAI_"))
-           and k not in {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GOOGLE_API_KEY",
-                         "GEMINI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "DEFAULT_PRIVACY_LEVEL"}}
-    env.update(extra)
-    return env
+    return clean_env(**extra)
 
 
 def test_refuses_public_bind_without_master_key(tmp_path: Path) -> None:

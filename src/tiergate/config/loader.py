@@ -52,8 +52,9 @@ LOADER_ONLY: dict[type[BaseModel], frozenset[str]] = {
     Deployment: frozenset({"source", "simulated"}),
 }
 SECTIONS: dict[str, type[BaseModel]] = {"server": ServerConfig, "store": StoreConfig, "privacy": PrivacyConfig}
-#: Wire formats whose deployments need a base URL (bedrock may use the AWS default endpoint).
-URL_REQUIRED = ("openai", "anthropic", "gemini", "ollama")
+#: Wire formats whose deployments need a base URL. The native adapters have their provider's
+#: default endpoint (Anthropic's, Gemini's AI Studio or Vertex AI, local Ollama, AWS Bedrock).
+URL_REQUIRED = ("openai",)
 #: Keys whose values may be (or contain) secrets: never shown in messages.
 SECRET_KEYS = frozenset({"api_key", "master_key", "url", "base_url", "headers"})
 
