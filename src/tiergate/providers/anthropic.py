@@ -24,24 +24,28 @@ Translation choices a client may notice:
 
 from __future__ import annotations
 
-from typing import Any, AsyncGenerator, AsyncIterator
+from functools import partial
+from typing import Any
 
 import aiohttp
 import orjson
 
 from ..errors import InvalidRequestError, UpstreamError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatResult, StreamEvent, Usage
-from .base import (
-    USER_AGENT,
-    Provider,
-    make_session,
-    probe_timeout,
-    status_error,
-    stream_timeout,
-    translate_exception,
+from .base import USER_AGENT, HTTPProvider
+from .canonical import (
+    ChunkFactory,
+    Turn,
+    assistant_message,
+    completion_result,
+    conversation,
+    message_text,
+    parse_data_url,
+    tool_arguments,
+    tool_call,
 )
-from .canonical import ChunkFactory, completion_result, message_text, parse_data_url, tool_arguments
 from .sse import SSEEvent, SSEParser
+from .stream import Step, UpstreamStream
 
 DEFAULT_ROOT = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -115,40 +119,29 @@ def split_messages(messages: list[dict[str, Any]], deployment: str) -> tuple[lis
     """(system texts, alternating user/assistant turns). System and developer messages move to
     the top-level `system`; tool results become `tool_result` blocks of a user turn; consecutive
     turns of one role are merged, because Anthropic requires the roles to alternate."""
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for msg in messages:
-        role = msg.get("role")
-        if role in ("system", "developer"):
-            text = message_text(msg.get("content"))
-            if text:
-                system.append(text)
-        elif role == "user":
-            _append_turn(turns, "user", _user_blocks(msg.get("content"), deployment))
-        elif role == "assistant":
-            _append_turn(turns, "assistant", _assistant_blocks(msg, deployment))
-        elif role == "tool":
-            _append_turn(turns, "user", [_tool_result(msg)])
-        else:
-            raise InvalidRequestError(
-                f"messages with role '{role}' cannot be sent to deployment '{deployment}' (Anthropic)",
-                param="messages",
-            )
-    return system, turns
+    return conversation(messages, partial(_turn, deployment=deployment), merge=_merge_blocks)
 
 
-def _append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return  # an empty message carries nothing, and Anthropic refuses empty content
-    if turns and turns[-1]["role"] == role:
-        content = turns[-1]["content"]
-        if blocks[0]["type"] == "tool_result":  # Anthropic wants a turn's tool results first
-            at = sum(1 for b in content if b["type"] == "tool_result")
-            content[at:at] = blocks
-        else:
-            content.extend(blocks)
+def _turn(msg: dict[str, Any], deployment: str) -> Turn:
+    role = msg.get("role")
+    if role == "user":
+        return "user", _user_blocks(msg.get("content"), deployment)
+    if role == "assistant":
+        return "assistant", _assistant_blocks(msg, deployment)
+    if role == "tool":
+        return "user", [_tool_result(msg)]
+    raise InvalidRequestError(
+        f"messages with role '{role}' cannot be sent to deployment '{deployment}' (Anthropic)",
+        param="messages",
+    )
+
+
+def _merge_blocks(content: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> None:
+    if blocks[0]["type"] == "tool_result":  # Anthropic wants a turn's tool results first
+        at = sum(1 for b in content if b["type"] == "tool_result")
+        content[at:at] = blocks
     else:
-        turns.append({"role": role, "content": blocks})
+        content.extend(blocks)
 
 
 def _user_blocks(content: Any, deployment: str) -> list[dict[str, Any]]:
@@ -292,17 +285,11 @@ def to_completion(data: dict[str, Any], model: str, json_tool: str | None) -> Ch
             texts.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append({
-                "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": arguments},
-            })
+            calls.append(tool_call(block.get("id"), block.get("name"), arguments))
         # thinking / redacted_thinking and server-tool blocks have no canonical form: dropped
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
     return completion_result(
         model=str(data.get("model") or model),
-        message=message,
+        message=assistant_message(texts, calls),
         finish_reason=finish_reason(data.get("stop_reason"), json_tool is not None),
         usage=usage_of(data.get("usage")),
         completion_id=data.get("id"),
@@ -312,10 +299,8 @@ def to_completion(data: dict[str, Any], model: str, json_tool: str | None) -> Ch
 # --------------------------------------------------------------------------- adapter
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HTTPProvider):
     wire = "anthropic"
-
-    _session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         headers = {
@@ -325,78 +310,39 @@ class AnthropicProvider(Provider):
         }
         if self.api_key:
             headers["x-api-key"] = self.api_key
-        self._session = make_session(self.deployment, headers)
+        self._open_session(headers)
         self._root = api_root(self.deployment.base_url)
         self._messages_url = f"{self._root}/v1/messages"
-        self._stream_timeout = stream_timeout(self.deployment)
         self._version = headers["anthropic-version"]
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
-        return self._session
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         request, json_tool = to_messages_request({**body, "stream": False}, self.name, self._version)
-        try:
-            async with self._http().post(self._messages_url, data=orjson.dumps(request)) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_error(self.name, resp.status, raw, resp.headers)
-            data = orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        data = await self.request_json("POST", self._messages_url, request)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise UpstreamProtocolError("upstream answer is not a Message object", deployment=self.name)
         return to_completion(data, body["model"], json_tool)
 
     async def open_stream(self, body: dict[str, Any]) -> AnthropicStream:
         request, json_tool = to_messages_request({**body, "stream": True}, self.name, self._version)
-        try:
-            resp = await self._http().post(
-                self._messages_url, data=orjson.dumps(request), timeout=self._stream_timeout
-            )
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except Exception:  # noqa: BLE001 - the status already says what failed
-                raw = b""
-            finally:
-                resp.release()
-            raise status_error(self.name, resp.status, raw, resp.headers)
+        resp = await self.open_response(self._messages_url, request)
         return AnthropicStream(resp, self.name, body["model"], json_tool)
 
     async def list_models(self) -> list[str]:
-        url = f"{self._root}/v1/models"
-        try:
-            async with self._http().get(
-                url, params={"limit": "1000"}, timeout=probe_timeout(self.deployment)
-            ) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_error(self.name, resp.status, raw, resp.headers)
-            data = orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        data = await self.request_json("GET", f"{self._root}/v1/models", params={"limit": "1000"}, probe=True)
         items = data.get("data") if isinstance(data, dict) else None
         return [str(m.get("id")) for m in items or [] if isinstance(m, dict)]
 
 
-class AnthropicStream:
+class AnthropicStream(UpstreamStream):
     """Translates a Messages SSE stream into canonical chunks, the events of each network read
     together. Ends cleanly only on `message_stop`; an `error` event or a stream that breaks off
     earlier raises, so the client is told instead of receiving a silently cut answer."""
 
+    end_marker = "message_stop"
+
     def __init__(self, resp: aiohttp.ClientResponse, deployment: str, model: str, json_tool: str | None) -> None:
-        self._resp = resp
-        self._deployment = deployment
+        super().__init__(resp, deployment)
+        self._parser = SSEParser()
         self._model = model
         self._json_tool = json_tool
         self._chunks: ChunkFactory | None = None
@@ -404,44 +350,14 @@ class AnthropicStream:
         self._tools = 0
         self._usage: dict[str, Any] = {}
         self._stop_reason: Any = None
-        self._gen = self._batches()
 
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
-        return self._gen
+    def feed(self, chunk: bytes) -> Step:
+        return self._convert_read(self._parser.feed(chunk))
 
-    async def aclose(self) -> None:
-        await self._gen.aclose()
-        self._resp.close()
+    def finish(self) -> Step:
+        return [], False, None  # a tail without its closing blank line is a cut-off event
 
-    async def _batches(self) -> AsyncGenerator[list[StreamEvent], None]:
-        parser = SSEParser()
-        reads = self._resp.content.iter_any()
-        try:
-            while True:
-                chunk = await anext(reads, None)
-                if chunk is None:
-                    break
-                batch, done, error = self._convert_read(parser.feed(chunk))
-                if batch:
-                    yield batch  # what came before an error still reaches the client
-                if error is not None:
-                    raise error
-                if done:
-                    return
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise translate_exception(exc, self._deployment) from exc
-        finally:
-            self._resp.release()
-        raise UpstreamProtocolError(
-            "upstream stream ended before the answer was complete (no message_stop)",
-            deployment=self._deployment,
-        )
-
-    def _convert_read(
-        self, events: list[SSEEvent]
-    ) -> tuple[list[StreamEvent], bool, UpstreamError | None]:
+    def _convert_read(self, events: list[SSEEvent]) -> Step:
         """The canonical chunks of one network read, whether `message_stop` came, and the error
         an event of the read reported (the chunks before it are kept)."""
         out: list[StreamEvent] = []

@@ -13,7 +13,7 @@ import email.utils
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import aiohttp
 import orjson
@@ -79,6 +79,133 @@ class Provider(ABC):
         except UpstreamError as exc:
             return Health(False, error=exc.message)
         return Health(True, (time.perf_counter() - t0) * 1000.0, models)
+
+
+ErrorMapper = Callable[[int, bytes, Any], UpstreamError]
+"""Maps an upstream answer's non-200 status, body and headers to the gateway error to raise."""
+
+
+class HTTPProvider(Provider):
+    """An adapter over one pooled keep-alive aiohttp session, which its `start()` opens with
+    `_open_session`. Sending, reading, error mapping and the translation of transport failures
+    live here once; an adapter overrides `_send` to change how a request goes out (per-request
+    auth, signing) and `error_for` to read its upstream's error bodies."""
+
+    _session: aiohttp.ClientSession | None = None
+    _stream_timeout: aiohttp.ClientTimeout
+
+    def _open_session(self, headers: dict[str, str]) -> None:
+        self._session = make_session(self.deployment, headers)
+        self._stream_timeout = stream_timeout(self.deployment)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
+        return self._session
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request; the caller owns (and releases) the response. Without `timeout` the
+        session's applies (aiohttp would read an explicit None as "no limit")."""
+        if timeout is None:
+            return await self._http().request(method, url, data=payload, headers=headers, params=params)
+        return await self._http().request(
+            method, url, data=payload, headers=headers, params=params, timeout=timeout
+        )
+
+    def error_for(self, status: int, raw: bytes, headers: Any) -> UpstreamError:
+        """The gateway error for a non-200 answer (override for an upstream's own error shape)."""
+        return status_error(self.name, status, raw, headers)
+
+    async def request_raw(
+        self,
+        method: str,
+        url: str,
+        payload: Any = None,
+        *,
+        probe: bool = False,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        errors: ErrorMapper | None = None,
+    ) -> tuple[bytes, Any]:
+        """One request with `payload` as JSON: the body and headers of a 200 answer. A non-200
+        answer raises `errors` (default `error_for`), a transport failure its gateway error;
+        `probe` uses the short health-probe timeout."""
+        timeout = probe_timeout(self.deployment) if probe else None
+        data = None if payload is None else orjson.dumps(payload)
+        try:
+            async with await self._send(method, url, data, timeout=timeout, headers=headers, params=params) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise (errors or self.error_for)(resp.status, raw, resp.headers)
+                return raw, resp.headers
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        payload: Any = None,
+        *,
+        probe: bool = False,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        errors: ErrorMapper | None = None,
+    ) -> Any:
+        """`request_raw`, the answer decoded from JSON."""
+        raw, _ = await self.request_raw(
+            method, url, payload, probe=probe, headers=headers, params=params, errors=errors
+        )
+        return load_json(raw, self.name)
+
+    async def open_response(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: ErrorMapper | None = None,
+    ) -> aiohttp.ClientResponse:
+        """POST `payload` as JSON for a streamed answer: the open response, whose body the
+        caller reads and releases. A non-200 answer is read, released, and raised as `errors`
+        (default `error_for`)."""
+        try:
+            resp = await self._send(
+                "POST", url, orjson.dumps(payload), timeout=self._stream_timeout, headers=headers
+            )
+        except Exception as exc:
+            raise translate_exception(exc, self.name) from exc
+        if resp.status != 200:
+            try:
+                raw = await resp.read()
+            except Exception:  # noqa: BLE001 - the status already says what failed
+                raw = b""
+            finally:
+                resp.release()
+            raise (errors or self.error_for)(resp.status, raw, resp.headers)
+        return resp
+
+
+def load_json(raw: bytes, deployment: str) -> Any:
+    """An upstream answer body decoded from JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError("upstream sent malformed JSON", deployment=deployment) from exc
 
 
 def make_session(deployment: Deployment, headers: dict[str, str]) -> aiohttp.ClientSession:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, AsyncGenerator, AsyncIterator
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -37,16 +38,20 @@ from ..errors import (
     UpstreamTimeoutError,
 )
 from ..types import ChatResult, StreamEvent, Usage
-from .base import (
-    USER_AGENT,
-    Provider,
-    make_session,
-    parse_retry_after,
-    probe_timeout,
-    stream_timeout,
-    translate_exception,
+from .base import USER_AGENT, HTTPProvider, load_json, parse_retry_after
+from .canonical import (
+    ChunkFactory,
+    Turn,
+    assistant_message,
+    completion_result,
+    conversation,
+    embeddings_result,
+    message_text,
+    parse_data_url,
+    tool_arguments,
+    tool_call,
 )
-from .canonical import ChunkFactory, completion_result, message_text, parse_data_url, tool_arguments
+from .stream import Step, UpstreamStream
 
 _JSON = "application/json"
 _SIGNING_NAME = "bedrock"  # runtime and control plane both sign as "bedrock"
@@ -82,12 +87,11 @@ _STREAM_EXCEPTIONS = {
 }
 
 
-class BedrockProvider(Provider):
+class BedrockProvider(HTTPProvider):
     wire = "bedrock"
 
     region: str = ""  # resolved by start()
     endpoint: str = ""  # the runtime endpoint, resolved by start()
-    _session: aiohttp.ClientSession | None = None
     _signer: _SigV4 | None = None
     _no_credentials: str | None = None
 
@@ -105,40 +109,40 @@ class BedrockProvider(Provider):
         headers = {"user-agent": USER_AGENT}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        self._session = make_session(d, headers)
-        self._stream_timeout = stream_timeout(d)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._open_session(headers)
 
     # ------------------------------------------------------------------ transport
 
     async def _send(
-        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: aiohttp.ClientTimeout | None = None
+        self,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
-        """One request, signed over the exact bytes and the exact (already encoded) path sent."""
-        if self._session is None:
-            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
-        headers = {**headers, **self.deployment.headers}
+        """One request, signed over the exact bytes and the exact (already encoded) URL sent."""
+        session = self._http()
+        if params:
+            url = str(yarl.URL(url, encoded=True).update_query(params))
+        body = payload or b""
+        headers = {**(headers or {}), **self.deployment.headers}
         if self._signer is not None:
             headers = await self._signer.sign(method, url, body, headers)
         elif self._no_credentials is not None:
             raise UpstreamStatusError(self._no_credentials, deployment=self.name, upstream_status=401)
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-        return await self._session.request(method, yarl.URL(url, encoded=True), data=body or None, headers=headers, **extra)
+        return await session.request(method, yarl.URL(url, encoded=True), data=body or None, headers=headers, **extra)
+
+    def error_for(self, status: int, raw: bytes, headers: Any) -> UpstreamError:
+        return aws_status_error(self.name, status, raw, headers)
 
     async def _call(self, url: str, payload: dict[str, Any]) -> tuple[Any, Any]:
         """POST JSON, return the decoded JSON answer and the response headers."""
-        try:
-            async with await self._send("POST", url, orjson.dumps(payload), {"content-type": _JSON, "accept": _JSON}) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise aws_status_error(self.name, resp.status, raw, resp.headers)
-                return orjson.loads(raw), resp.headers
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        raw, headers = await self.request_raw("POST", url, payload, headers={"content-type": _JSON, "accept": _JSON})
+        return load_json(raw, self.name), headers
 
     def _model_url(self, model: str, action: str) -> str:
         # Model ids and ARNs hold ':' and '/': one path segment, percent-encoded.
@@ -155,19 +159,9 @@ class BedrockProvider(Provider):
     async def open_stream(self, body: dict[str, Any]) -> _BedrockStream:
         model = str(body.get("model") or self.deployment.model)
         request, json_mode = converse_request(body, self.name)
-        url = self._model_url(model, "converse-stream")
-        try:
-            resp = await self._send("POST", url, orjson.dumps(request), {"content-type": _JSON}, self._stream_timeout)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except Exception:  # noqa: BLE001 - the status already says what failed
-                raw = b""
-            finally:
-                resp.release()
-            raise aws_status_error(self.name, resp.status, raw, resp.headers)
+        resp = await self.open_response(
+            self._model_url(model, "converse-stream"), request, headers={"content-type": _JSON}
+        )
         return _BedrockStream(resp, ConverseStreamDecoder(model, self.name, json_mode), self.name)
 
     # ------------------------------------------------------------------ embeddings
@@ -186,8 +180,7 @@ class BedrockProvider(Provider):
                 f"and Cohere Embed models, not '{model}'",
                 param="model",
             )
-        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-        return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return embeddings_result(vectors, model, tokens)
 
     async def _titan_embed(self, model: str, texts: list[str], dims: Any) -> tuple[list[list[float]], int]:
         """Titan embeds one text per call: the calls run concurrently, a few at a time."""
@@ -239,15 +232,7 @@ class BedrockProvider(Provider):
 
     async def list_models(self) -> list[str]:
         """Bedrock runtime has no listing: ask the control plane (ListFoundationModels)."""
-        url = f"{self._control}/foundation-models"
-        try:
-            async with await self._send("GET", url, b"", {}, probe_timeout(self.deployment)) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise aws_status_error(self.name, resp.status, raw, resp.headers)
-            data = orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        data = await self.request_json("GET", f"{self._control}/foundation-models", probe=True)
         summaries = data.get("modelSummaries") if isinstance(data, dict) else None
         return [str(m["modelId"]) for m in summaries or [] if isinstance(m, dict) and "modelId" in m]
 
@@ -377,7 +362,8 @@ def converse_request(body: dict[str, Any], deployment: str) -> tuple[dict[str, A
         raise InvalidRequestError(
             f"deployment '{deployment}' (Bedrock Converse) returns one choice per request; n must be 1", param="n"
         )
-    system, turns = _conversation(body.get("messages") or [], deployment)
+    # Same-role turns are merged: Converse wants strictly alternating roles.
+    system, turns = conversation(body.get("messages") or [], partial(_turn, deployment=deployment))
     request: dict[str, Any] = {"messages": turns}
     if system:
         request["system"] = [{"text": t} for t in system]
@@ -391,33 +377,16 @@ def converse_request(body: dict[str, Any], deployment: str) -> tuple[dict[str, A
     return request, schema is not None
 
 
-def _conversation(messages: list[dict[str, Any]], deployment: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """System texts, and the turns: tool results go in user turns, same-role turns are merged
-    (Converse wants strictly alternating roles)."""
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for m in messages:
-        role = m.get("role")
-        if role in ("system", "developer"):
-            text = message_text(m.get("content"))
-            if text:
-                system.append(text)
-            continue
-        if role == "user":
-            turn_role, blocks = "user", _user_blocks(m.get("content"), deployment)
-        elif role == "assistant":
-            turn_role, blocks = "assistant", _assistant_blocks(m, deployment)
-        elif role == "tool":
-            turn_role, blocks = "user", [_tool_result(m, deployment)]
-        else:
-            raise InvalidRequestError(f"deployment '{deployment}' (Bedrock) cannot take '{role}' messages", param="messages")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == turn_role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": turn_role, "content": blocks})
-    return system, turns
+def _turn(m: dict[str, Any], deployment: str) -> Turn:
+    """A message's turn role and blocks: tool results go in user turns."""
+    role = m.get("role")
+    if role == "user":
+        return "user", _user_blocks(m.get("content"), deployment)
+    if role == "assistant":
+        return "assistant", _assistant_blocks(m, deployment)
+    if role == "tool":
+        return "user", [_tool_result(m, deployment)]
+    raise InvalidRequestError(f"deployment '{deployment}' (Bedrock) cannot take '{role}' messages", param="messages")
 
 
 def _user_blocks(content: Any, deployment: str) -> list[dict[str, Any]]:
@@ -593,12 +562,9 @@ def converse_result(data: Any, model: str, json_mode: bool, deployment: str) -> 
             if json_mode and use.get("name") == _JSON_TOOL:
                 texts.append(arguments)
             else:
-                function = {"name": use.get("name"), "arguments": arguments}
-                calls.append({"id": use.get("toolUseId"), "type": "function", "function": function})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
+                calls.append(tool_call(use.get("toolUseId"), use.get("name"), arguments))
     finish = _finish(data.get("stopReason"), json_mode)
+    message = assistant_message(texts, calls)
     return completion_result(model=model, message=message, finish_reason=finish, usage=_usage(data.get("usage")))
 
 
@@ -716,43 +682,22 @@ _EVENT_HANDLERS = {
 }
 
 
-class _BedrockStream:
+class _BedrockStream(UpstreamStream):
     """Forwards a ConverseStream answer as it arrives: the chunks of each network read together.
 
     Ends cleanly after the metadata event, or at end of body after messageStop; anything else
     (an exception frame, a cut or corrupt frame, no messageStop) raises an `UpstreamError`.
     """
 
+    end_marker = "messageStop"
+
     def __init__(self, resp: aiohttp.ClientResponse, decoder: ConverseStreamDecoder, deployment: str) -> None:
-        self._resp = resp
+        super().__init__(resp, deployment)
         self._decoder = decoder
-        self._deployment = deployment
-        self._gen = self._events()
 
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
-        return self._gen
+    def feed(self, chunk: bytes) -> Step:
+        batch, error = self._decoder.feed(chunk)
+        return batch, self._decoder.done, error
 
-    async def _events(self) -> AsyncGenerator[list[StreamEvent], None]:
-        reads = self._resp.content.iter_any()
-        try:
-            async for chunk in reads:
-                batch, error = self._decoder.feed(chunk)
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if self._decoder.done:
-                    return
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise translate_exception(exc, self._deployment) from exc
-        finally:
-            self._resp.release()
-        error = self._decoder.end_error()
-        if error is not None:
-            raise error
-
-    async def aclose(self) -> None:
-        await self._gen.aclose()
-        self._resp.close()
+    def finish(self) -> Step:
+        return [], True, self._decoder.end_error()

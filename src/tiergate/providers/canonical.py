@@ -12,7 +12,7 @@ import base64
 import binascii
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -141,3 +141,62 @@ def message_text(content: Any) -> str:
             str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text"
         )
     return str(content)
+
+
+def tool_call(call_id: Any, name: Any, arguments: str) -> dict[str, Any]:
+    """One OpenAI tool call of an answer (`arguments` is JSON text)."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def assistant_message(texts: list[str], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The assistant message of an answer: its text (None when it only called tools, as OpenAI
+    sends), and its tool calls if any."""
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def embeddings_result(vectors: list[Any], model: str, tokens: int) -> dict[str, Any]:
+    """An OpenAI embeddings response (one vector per input, in input order)."""
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+Turn = tuple[str, list[dict[str, Any]]]
+"""A message as (the role of the turn it belongs in, its content blocks)."""
+
+
+def conversation(
+    messages: list[dict[str, Any]],
+    turn_of: Callable[[dict[str, Any]], Turn],
+    *,
+    key: str = "content",
+    merge: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None] = list.extend,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(system texts, turns) for formats with a separate system prompt and alternating turns
+    (Anthropic, Gemini, Bedrock): system and developer texts go to the system prompt; every
+    other message becomes `{"role", key: blocks}` by `turn_of` (which refuses what the format
+    cannot take); a message without blocks is dropped, and the blocks of consecutive messages
+    of one turn role are merged into one turn with `merge`, since these APIs refuse two turns
+    of one role in a row."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for msg in messages:
+        if msg.get("role") in ("system", "developer"):
+            text = message_text(msg.get("content"))
+            if text:
+                system.append(text)
+            continue
+        role, blocks = turn_of(msg)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            merge(turns[-1][key], blocks)
+        else:
+            turns.append({"role": role, key: blocks})
+    return system, turns

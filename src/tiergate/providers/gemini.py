@@ -31,7 +31,8 @@ import asyncio
 import mimetypes
 import shlex
 import time
-from typing import Any, AsyncGenerator, AsyncIterator
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,25 +40,22 @@ import orjson
 
 from ..errors import InvalidRequestError, UpstreamError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatResult, StreamEvent, Usage
-from .base import (
-    USER_AGENT,
-    Provider,
-    make_session,
-    parse_retry_after,
-    probe_timeout,
-    status_error,
-    stream_timeout,
-    translate_exception,
-)
+from .base import USER_AGENT, HTTPProvider, parse_retry_after, status_error
 from .canonical import (
     ChunkFactory,
+    Turn,
+    assistant_message,
     completion_result,
+    conversation,
+    embeddings_result,
     message_text,
     new_tool_call_id,
     parse_data_url,
     tool_arguments,
+    tool_call,
 )
 from .sse import SSEEvent, SSEParser
+from .stream import Step, UpstreamStream
 
 AI_STUDIO_BASE = "https://generativelanguage.googleapis.com/v1beta"
 DEFAULT_REGION = "us-central1"
@@ -112,37 +110,25 @@ def to_gemini_request(body: dict[str, Any], deployment: str) -> dict[str, Any]:
 def _contents(messages: list[dict[str, Any]], deployment: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(system texts, contents): turns alternate `user`/`model`; consecutive turns of one role
     are merged, since Gemini expects one turn per side (tool results are `user` turns)."""
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}
-    for msg in messages:
-        role = msg.get("role")
-        if role in ("system", "developer"):
-            text = message_text(msg.get("content"))
-            if text:
-                system.append(text)
-            continue
-        if role == "user":
-            parts, turn = _user_parts(msg.get("content")), "user"
-        elif role == "assistant":
-            parts, turn = _assistant_parts(msg, call_names, deployment), "model"
-        elif role == "tool":
-            parts, turn = [_tool_result_part(msg, call_names)], "user"
-        else:
-            raise InvalidRequestError(
-                f"message role '{role}' cannot be sent to a Gemini deployment", param="messages"
-            )
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == turn:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": turn, "parts": parts})
+    turn_of = partial(_turn, call_names=call_names, deployment=deployment)
+    system, contents = conversation(messages, turn_of, key="parts")
     if not contents:
         raise InvalidRequestError(
             "a Gemini deployment needs at least one user or assistant message", param="messages"
         )
     return system, contents
+
+
+def _turn(msg: dict[str, Any], call_names: dict[str, str], deployment: str) -> Turn:
+    role = msg.get("role")
+    if role == "user":
+        return "user", _user_parts(msg.get("content"))
+    if role == "assistant":
+        return "model", _assistant_parts(msg, call_names, deployment)
+    if role == "tool":
+        return "user", [_tool_result_part(msg, call_names)]
+    raise InvalidRequestError(f"message role '{role}' cannot be sent to a Gemini deployment", param="messages")
 
 
 def _user_parts(content: Any) -> list[dict[str, Any]]:
@@ -302,7 +288,7 @@ def _finish_reason(reason: Any, called_tools: bool) -> str:
     return "tool_calls" if called_tools and mapped == "stop" else mapped
 
 
-def _tool_call(call: dict[str, Any]) -> tuple[str, str, str]:
+def _function_call(call: dict[str, Any]) -> tuple[str, str, str]:
     """(id, name, arguments JSON) of a `functionCall`; Gemini omits ids before 2.5 models."""
     args = call.get("args")
     arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
@@ -319,12 +305,8 @@ def _candidate_message(candidate: dict[str, Any]) -> tuple[dict[str, Any], str]:
         if isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif isinstance(part.get("functionCall"), dict):
-            cid, name, args = _tool_call(part["functionCall"])
-            calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": args}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
-    return message, _finish_reason(candidate.get("finishReason"), bool(calls))
+            calls.append(tool_call(*_function_call(part["functionCall"])))
+    return assistant_message(texts, calls), _finish_reason(candidate.get("finishReason"), bool(calls))
 
 
 def blocked_error(data: dict[str, Any], deployment: str) -> UpstreamStatusError | None:
@@ -473,10 +455,9 @@ class _TokenSource:
 # ----------------------------------------------------------------------------- the adapter
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HTTPProvider):
     wire = "gemini"
 
-    _session: aiohttp.ClientSession | None = None
     _tokens: _TokenSource | None = None
 
     async def start(self) -> None:
@@ -488,18 +469,7 @@ class GeminiProvider(Provider):
             headers["x-goog-api-key"] = self.api_key
         if self._vertex and d.token_command:
             self._tokens = _TokenSource(d.token_command, self.name)
-        self._session = make_session(d, headers)
-        self._stream_timeout = stream_timeout(d)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
-        return self._session
+        self._open_session(headers)
 
     def _url(self, model: str, method: str) -> str:
         return f"{self._base}/models/{model}:{method}"
@@ -517,14 +487,23 @@ class GeminiProvider(Provider):
             deployment=self.name,
         )
 
-    async def _request(
-        self, method: str, url: str, payload: bytes | None = None, timeout: aiohttp.ClientTimeout | None = None
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send once; with a token command, a 401 (an expired or revoked token) fetches a new
-        token and sends once more. The caller owns (and releases) the response."""
-        extra = {} if timeout is None else {"timeout": timeout}  # None would mean "no limit"
+        """Send once with the auth headers; with a token command, a 401 (an expired or revoked
+        token) fetches a new token and sends once more."""
+        self._http()  # "not started" comes before any credential problem
         for attempt in (0, 1):
-            resp = await self._http().request(method, url, data=payload, headers=await self._auth(), **extra)
+            auth = await self._auth()
+            merged = {**(headers or {}), **auth} if auth else headers
+            resp = await super()._send(method, url, payload, timeout=timeout, headers=merged, params=params)
             if resp.status == 401 and attempt == 0 and self._tokens is not None:
                 resp.release()
                 self._tokens.invalidate()
@@ -532,42 +511,20 @@ class GeminiProvider(Provider):
             break
         return resp
 
-    async def _call_json(self, method: str, url: str, payload: Any = None, probe: bool = False) -> Any:
-        """One JSON request/answer; upstream errors as gateway errors."""
-        timeout = probe_timeout(self.deployment) if probe else None
-        data = None if payload is None else orjson.dumps(payload)
-        try:
-            async with await self._request(method, url, data, timeout) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise google_error(self.name, resp.status, raw, resp.headers)
-            return orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+    def error_for(self, status: int, raw: bytes, headers: Any) -> UpstreamError:
+        return google_error(self.name, status, raw, headers)
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         model = str(body.get("model"))
-        data = await self._call_json("POST", self._url(model, "generateContent"), to_gemini_request(body, self.name))
+        data = await self.request_json("POST", self._url(model, "generateContent"), to_gemini_request(body, self.name))
         return to_chat_result(data, model, self.name)
 
     async def open_stream(self, body: dict[str, Any]) -> _GeminiStream:
         if body.get("n") not in (None, 1):
             raise InvalidRequestError("a Gemini deployment cannot stream more than one choice (n > 1)", param="n")
         model = str(body.get("model"))
-        payload = orjson.dumps(to_gemini_request(body, self.name))
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
-        try:
-            resp = await self._request("POST", url, payload, self._stream_timeout)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except Exception:  # noqa: BLE001 - the status already says what failed
-                raw = b""
-            finally:
-                resp.release()
-            raise google_error(self.name, resp.status, raw, resp.headers)
+        resp = await self.open_response(url, to_gemini_request(body, self.name))
         return _GeminiStream(resp, self.name, model)
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -580,18 +537,13 @@ class GeminiProvider(Provider):
             vectors, tokens = await self._embed_ai_studio(model, texts, dims)
         if len(vectors) != len(texts):
             raise UpstreamProtocolError("upstream returned a different number of embeddings", deployment=self.name)
-        return {
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embeddings_result(vectors, model, tokens)
 
     async def _embed_ai_studio(self, model: str, texts: list[str], dims: Any) -> tuple[list[list[float]], int]:
         """`batchEmbedContents`; it reports no token counts, so usage is the ~4 chars/token estimate."""
         extra = {"outputDimensionality": dims} if dims else {}
         requests = [{"model": f"models/{model}", "content": {"parts": [{"text": t}]}, **extra} for t in texts]
-        data = await self._call_json("POST", self._url(model, "batchEmbedContents"), {"requests": requests})
+        data = await self.request_json("POST", self._url(model, "batchEmbedContents"), {"requests": requests})
         try:
             vectors = [list(e["values"]) for e in data["embeddings"]]
         except (KeyError, TypeError) as exc:
@@ -603,7 +555,7 @@ class GeminiProvider(Provider):
         payload: dict[str, Any] = {"instances": [{"content": t} for t in texts]}
         if dims:
             payload["parameters"] = {"outputDimensionality": dims}
-        data = await self._call_json("POST", self._url(model, "predict"), payload)
+        data = await self.request_json("POST", self._url(model, "predict"), payload)
         try:
             embeddings = [p["embeddings"] for p in data["predictions"]]
             vectors = [list(e["values"]) for e in embeddings]
@@ -615,7 +567,7 @@ class GeminiProvider(Provider):
     async def list_models(self) -> list[str]:
         if self._vertex:
             return await self._vertex_model()
-        data = await self._call_json("GET", f"{self._base}/models?pageSize=1000", probe=True)
+        data = await self.request_json("GET", f"{self._base}/models?pageSize=1000", probe=True)
         models = data.get("models") if isinstance(data, dict) else None
         return [str(m.get("name", "")).removeprefix("models/") for m in models or [] if isinstance(m, dict)]
 
@@ -624,7 +576,7 @@ class GeminiProvider(Provider):
         model (`GET v1/publishers/google/models/{model}`, next to the `projects/` path)."""
         root = self._base.split("/projects/", 1)[0]
         model = self.deployment.model
-        data = await self._call_json("GET", f"{root}/publishers/google/models/{model}", probe=True)
+        data = await self.request_json("GET", f"{root}/publishers/google/models/{model}", probe=True)
         name = data.get("name") if isinstance(data, dict) else None
         return [str(name or model).rsplit("/", 1)[-1]]
 
@@ -639,53 +591,40 @@ def _embedding_inputs(value: Any) -> list[str]:
     )
 
 
-class _GeminiStream:
+class _GeminiStream(UpstreamStream):
     """Gemini's SSE stream (`alt=sse`, each event a whole `GenerateContentResponse`) as canonical
     chunks, forwarded per network read. A function call arrives whole, so it becomes one
     `tool_call_start` with all its arguments. Ends cleanly only after a `finishReason`, then
     sends the usage chunk from the last `usageMetadata`; otherwise it raises."""
 
+    end_marker = "finishReason"
+
     def __init__(self, resp: aiohttp.ClientResponse, deployment: str, model: str) -> None:
-        self._resp = resp
-        self._deployment = deployment
+        super().__init__(resp, deployment)
+        self._parser = SSEParser()
         self._chunks = ChunkFactory(model)
         self._usage: Usage | None = None
+        self._started = False
         self._finished = False
         self._tool_calls = 0
-        self._gen = self._events()
 
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
-        return self._gen
+    def feed(self, chunk: bytes) -> Step:
+        return self._step(self._parser.feed(chunk))
 
-    async def _events(self) -> AsyncGenerator[list[StreamEvent], None]:
-        parser = SSEParser()
-        reads = self._resp.content.iter_any()
-        started = False
-        try:
-            while True:
-                chunk = await anext(reads, None)
-                batch, error = self._convert(parser.feed(chunk) if chunk is not None else parser.finish())
-                if batch:
-                    if not started:
-                        batch.insert(0, self._chunks.role())
-                        started = True
-                    yield batch
-                if error is not None:
-                    raise error
-                if chunk is None:
-                    break
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise translate_exception(exc, self._deployment) from exc
-        finally:
-            self._resp.release()
-        if not self._finished:
-            raise UpstreamProtocolError(
-                "upstream stream ended before the answer was complete (no finishReason)",
-                deployment=self._deployment,
-            )
-        yield [self._chunks.usage(self._usage or Usage())]
+    def finish(self) -> Step:
+        """Reads on to the end of the body (usage may come after the finishReason); then the
+        usage chunk, if the answer was complete."""
+        batch, _, error = self._step(self._parser.finish())
+        if error is None and self._finished:
+            batch.append(self._chunks.usage(self._usage or Usage()))
+        return batch, self._finished, error
+
+    def _step(self, events: list[SSEEvent]) -> Step:
+        batch, error = self._convert(events)
+        if batch and not self._started:
+            batch.insert(0, self._chunks.role())
+            self._started = True
+        return batch, False, error
 
     def _convert(self, events: list[SSEEvent]) -> tuple[list[StreamEvent], UpstreamError | None]:
         """The canonical chunks of one read, and an error that followed them (the chunks before
@@ -719,14 +658,10 @@ class _GeminiStream:
                 if isinstance(part.get("text"), str) and part["text"]:
                     out.append(self._chunks.content(part["text"]))
                 elif isinstance(part.get("functionCall"), dict):
-                    cid, name, args = _tool_call(part["functionCall"])
+                    cid, name, args = _function_call(part["functionCall"])
                     out.append(self._chunks.tool_call_start(self._tool_calls, cid, name, args))
                     self._tool_calls += 1
             if candidate.get("finishReason"):
                 out.append(self._chunks.finish(_finish_reason(candidate["finishReason"], self._tool_calls > 0)))
                 self._finished = True
         return out
-
-    async def aclose(self) -> None:
-        await self._gen.aclose()
-        self._resp.close()

@@ -23,31 +23,26 @@ Translation choices a user may notice:
 from __future__ import annotations
 
 import re
-from typing import Any, AsyncGenerator, AsyncIterator
+from functools import partial
+from typing import Any
 
 import aiohttp
 import orjson
 
 from ..config.models import Deployment
-from ..errors import InvalidRequestError, UpstreamError, UpstreamProtocolError, UpstreamStatusError
+from ..errors import InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatResult, StreamEvent, Usage
-from .base import (
-    USER_AGENT,
-    Provider,
-    make_session,
-    probe_timeout,
-    status_error,
-    stream_timeout,
-    translate_exception,
-    upstream_message,
-)
+from .base import USER_AGENT, HTTPProvider, status_error, upstream_message
 from .canonical import (
     ChunkFactory,
     completion_result,
+    embeddings_result,
     new_tool_call_id,
     parse_data_url,
     tool_arguments,
+    tool_call,
 )
+from .stream import Step, UpstreamStream
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 _JSON = "application/json"
@@ -261,14 +256,11 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         args = fn.get("arguments")
-        calls.append({
-            "id": str(call.get("id") or new_tool_call_id()),
-            "type": "function",
-            "function": {
-                "name": str(fn.get("name") or ""),
-                "arguments": args if isinstance(args, str) else orjson.dumps(args or {}).decode(),
-            },
-        })
+        calls.append(tool_call(
+            str(call.get("id") or new_tool_call_id()),
+            str(fn.get("name") or ""),
+            args if isinstance(args, str) else orjson.dumps(args or {}).decode(),
+        ))
     return calls
 
 
@@ -320,28 +312,15 @@ class NDJSONParser:
 # --------------------------------------------------------------------------- adapter
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(HTTPProvider):
     wire = "ollama"
-
-    _session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         headers = {"content-type": _JSON, "user-agent": USER_AGENT}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        self._session = make_session(self.deployment, headers)
+        self._open_session(headers)
         self._base = base_url(self.deployment.base_url)
-        self._stream_timeout = stream_timeout(self.deployment)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise UpstreamError(f"deployment {self.name} is not started", deployment=self.name)
-        return self._session
 
     def _status_error(self, status: int, raw: bytes, headers: Any, model: str) -> UpstreamStatusError:
         if status != 404:
@@ -356,14 +335,8 @@ class OllamaProvider(Provider):
         return err
 
     async def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
-        try:
-            async with self._http().post(f"{self._base}{path}", data=orjson.dumps(payload)) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise self._status_error(resp.status, raw, resp.headers, str(payload.get("model")))
-            return orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        errors = partial(self._status_error, model=str(payload.get("model")))
+        return await self.request_json("POST", f"{self._base}{path}", payload, errors=errors)
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         data = await self._post_json("/api/chat", chat_payload(body, self.deployment, stream=False))
@@ -373,20 +346,8 @@ class OllamaProvider(Provider):
 
     async def open_stream(self, body: dict[str, Any]) -> _OllamaStream:
         payload = chat_payload(body, self.deployment, stream=True)
-        try:
-            resp = await self._http().post(
-                f"{self._base}/api/chat", data=orjson.dumps(payload), timeout=self._stream_timeout
-            )
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except Exception:  # noqa: BLE001 - the status already says what failed
-                raw = b""
-            finally:
-                resp.release()
-            raise self._status_error(resp.status, raw, resp.headers, body["model"])
+        errors = partial(self._status_error, model=body["model"])
+        resp = await self.open_response(f"{self._base}/api/chat", payload, errors=errors)
         opts = body.get("stream_options")
         include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
         return _OllamaStream(resp, self.name, ChunkFactory(body["model"]), include_usage)
@@ -412,27 +373,15 @@ class OllamaProvider(Provider):
         if not isinstance(vectors, list) or len(vectors) != len(texts):
             raise UpstreamProtocolError("upstream answer is not an Ollama embed response", deployment=self.name)
         tokens = int(data.get("prompt_eval_count") or 0)
-        return {
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "model": str(data.get("model") or body["model"]),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embeddings_result(vectors, str(data.get("model") or body["model"]), tokens)
 
     async def list_models(self) -> list[str]:
-        try:
-            async with self._http().get(f"{self._base}/api/tags", timeout=probe_timeout(self.deployment)) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_error(self.name, resp.status, raw, resp.headers)
-            data = orjson.loads(raw)
-        except Exception as exc:
-            raise translate_exception(exc, self.name) from exc
+        data = await self.request_json("GET", f"{self._base}/api/tags", probe=True)
         items = data.get("models") if isinstance(data, dict) else None
         return [str(m.get("name") or m.get("model")) for m in items or [] if isinstance(m, dict)]
 
 
-class _OllamaStream:
+class _OllamaStream(UpstreamStream):
     """Translates Ollama's NDJSON stream into chunk batches as the lines arrive.
 
     Content lines become content deltas; tool calls arrive whole in one line and become one
@@ -441,46 +390,23 @@ class _OllamaStream:
     before `done: true` raises `UpstreamProtocolError` after the events that came before it.
     """
 
+    end_marker = "done: true"
+
     def __init__(self, resp: aiohttp.ClientResponse, deployment: str, chunks: ChunkFactory, include_usage: bool) -> None:
-        self._resp = resp
-        self._deployment = deployment
+        super().__init__(resp, deployment)
+        self._parser = NDJSONParser()
         self._chunks = chunks
         self._include_usage = include_usage
         self._started = False
         self._tool_calls = 0
-        self._gen = self._events()
 
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
-        return self._gen
+    def feed(self, chunk: bytes) -> Step:
+        return self._convert(self._parser.feed(chunk))
 
-    async def _events(self) -> AsyncGenerator[list[StreamEvent], None]:
-        parser = NDJSONParser()
-        reads = self._resp.content.iter_any()
-        try:
-            while True:
-                chunk = await anext(reads, None)
-                lines = parser.feed(chunk) if chunk is not None else parser.finish()
-                batch, done, error = self._convert(lines)
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if done:
-                    return
-                if chunk is None:
-                    break
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise translate_exception(exc, self._deployment) from exc
-        finally:
-            self._resp.release()
-        raise UpstreamProtocolError(
-            "upstream stream ended before the answer was complete (no done: true)",
-            deployment=self._deployment,
-        )
+    def finish(self) -> Step:
+        return self._convert(self._parser.finish())
 
-    def _convert(self, lines: list[bytes]) -> tuple[list[StreamEvent], bool, UpstreamError | None]:
+    def _convert(self, lines: list[bytes]) -> Step:
         """The chunks of one read, whether the final line came, and an error that followed
         them (the chunks before an error still reach the client)."""
         out: list[StreamEvent] = []
@@ -524,7 +450,3 @@ class _OllamaStream:
         if not self._started:
             self._started = True
             out.append(self._chunks.role())
-
-    async def aclose(self) -> None:
-        await self._gen.aclose()
-        self._resp.close()
