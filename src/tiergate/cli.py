@@ -6,6 +6,7 @@ settings and calls into the package.
     tiergate recommend  the ALEM decision tree: which tier, and a config snippet
     tiergate simulate   a simulated upstream (local | sovereign | cloud; any wire format)
     tiergate explain    the routing decision for a request, without calling any upstream
+    tiergate privacy scan   detect personal data and secrets in JSON Lines texts
 """
 
 from __future__ import annotations
@@ -268,6 +269,52 @@ def explain(
         raise typer.Exit(1) from None
     assert isinstance(outcome, Explained)
     console.print_json(json.dumps(outcome.decision.to_dict()))
+
+
+privacy_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False,
+    help="The privacy detector, for evaluation and operations.",
+)
+app.add_typer(privacy_app, name="privacy")
+
+
+@privacy_app.command("scan")
+def privacy_scan(
+    explain_: Annotated[bool, typer.Option("--explain", help="say why each span matched")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Read JSON Lines {"id": ..., "text": ...} on stdin; write {"id": ..., "entities": [{"type",
+    "start", "end", "score"}]} per line on stdout (Python string offsets, end exclusive), as each
+    line is read. A bad line gets {"id": ..., "error": ...} and the scan goes on."""
+    from .privacy.policy import PrivacyEngine
+
+    settings = _load(config)
+    detector = PrivacyEngine(settings.privacy).detector
+    out = sys.stdout
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        out.write(_scan_line(detector, line, n, explain_) + "\n")
+        out.flush()
+
+
+def _scan_line(detector: Any, line: str, n: int, explain_: bool) -> str:
+    import orjson
+
+    try:
+        item = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return orjson.dumps({"id": None, "line": n, "error": f"line {n} is not JSON: {exc}"}).decode()
+    ident = item.get("id") if isinstance(item, dict) else None
+    text = item.get("text") if isinstance(item, dict) else None
+    if not isinstance(text, str):
+        return orjson.dumps({"id": ident, "line": n, "error": f"line {n}: 'text' must be a string"}).decode()
+    try:
+        found = detector.scan(text)
+    except Exception as exc:  # noqa: BLE001 - one bad text must not stop the scan
+        return orjson.dumps({"id": ident, "line": n, "error": f"detector failed: {type(exc).__name__}"}).decode()
+    entities = [{**e.to_dict(), "why": e.reason} if explain_ else e.to_dict() for e in found]
+    return orjson.dumps({"id": ident, "entities": entities}).decode()
 
 
 def main() -> None:

@@ -40,12 +40,16 @@ from .errors import (
     InvalidRequestError,
     ModelNotFoundError,
     PolicyError,
+    ServiceUnavailableError,
     UnprocessableRequestError,
     UpstreamError,
     UpstreamProtocolError,
 )
 from .ids import new_request_id
 from .privacy.levels import PrivacyLevel, parse_level
+from .privacy.policy import Inspection, PrivacyEngine
+from .privacy.restoration import StreamRestoration, restore_result
+from .privacy.restore import Restorer
 from .providers import Provider, create_provider
 from .request import parse_chat_request, parse_embeddings_request
 from .routing.eligible import (
@@ -73,16 +77,19 @@ class Decision:
     excluded: list[Exclusion] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
     strategy: str = "ordered"
+    detection: dict[str, Any] = field(default_factory=dict)  # types, positions, counts: no values
+    transforms: dict[str, str] = field(default_factory=dict)  # deployment -> transform it gets
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "model": self.model,
-            "privacy": {"level": self.privacy.name, "reason": self.privacy_reason},
+            "privacy": {"level": self.privacy.name, "reason": self.privacy_reason, "detection": self.detection},
             "candidates": self.candidates,
             "excluded": [{"deployment": e.deployment, "reason": e.reason, "kind": e.kind} for e in self.excluded],
             "strategy": self.strategy,
             "order": self.order,
+            "transforms": {d: self.transforms.get(d, "none") for d in self.order},
             "upstream_called": False,
         }
 
@@ -98,9 +105,11 @@ class Receipt:
     privacy: str
     overhead_ms: float
     fallbacks: int = 0
+    transform: str = "none"
 
     def headers(self) -> dict[str, str]:
         return {
+            "x-tiergate-transform": self.transform,
             "x-request-id": self.request_id,
             "x-tiergate-deployment": self.deployment,
             "x-tiergate-location": self.location,
@@ -140,12 +149,13 @@ class Streaming:
 
     def __init__(
         self, gateway: Gateway, ctx: _Call, stream: ChatStream, first: list[StreamEvent], receipt: Receipt,
-        decision: Decision, release: asyncio.Semaphore | None,
+        decision: Decision, release: asyncio.Semaphore | None, restoration: StreamRestoration | None = None,
     ) -> None:
         self.receipt = receipt
         self.decision = decision
         self._gw, self._ctx, self._stream, self._first = gateway, ctx, stream, first
         self._release = release
+        self._restoration = restoration
         self._closed = False
         self._status = 499  # until the stream ends cleanly: the client went away
         self._error: str | None = None
@@ -168,12 +178,17 @@ class Streaming:
 
     async def events(self) -> AsyncGenerator[list[StreamEvent], None]:
         """The answer's events, in batches as they arrived (relay each batch in one write)."""
+        restore = self._restoration.batch if self._restoration is not None else None
         try:
             batch = [ev for ev in self._first if self._accept(ev)]
+            if restore is not None:
+                batch = restore(batch)
             if batch:
                 yield batch
             async for upstream_batch in self._stream:
                 batch = [ev for ev in upstream_batch if self._accept(ev)]
+                if restore is not None:
+                    batch = restore(batch)
                 if batch:
                     yield batch
             self._status = 200
@@ -213,6 +228,9 @@ class _Call:
     upstream_s: float = 0.0
     ttft_s: float | None = None
     attempts: list[UpstreamError] = field(default_factory=list)
+    inspection: Inspection = field(default_factory=Inspection)
+    # The pseudonymised/redacted body (computed once, for the candidates that need it).
+    transformed: tuple[dict[str, Any], Restorer, dict[str, int]] | None = None
 
 
 class Gateway:
@@ -222,6 +240,7 @@ class Gateway:
         self.settings = settings
         self.auth = Authenticator(resolve_secret(settings.server.master_key))
         self.default_level = parse_level(settings.privacy.default_level)
+        self.privacy = PrivacyEngine(settings.privacy)
         self.log_writer = log_writer
         self._log_bodies = settings.store.log_bodies
         self.providers: dict[str, Provider] = {d.name: create_provider(d) for d in settings.deployments}
@@ -263,7 +282,7 @@ class Gateway:
         decision = Decision(request_id, req.model)
         ctx = _Call(request_id, t0, principal, req, decision)
         try:
-            decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
+            await self._classify(ctx, headers)  # classify: declared, default, detection
             candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
             eligible = self._eligible(ctx, candidates)  # eligible
@@ -299,7 +318,7 @@ class Gateway:
         decision = Decision(request_id, req.model)
         ctx = _Call(request_id, t0, principal, req, decision)
         try:
-            decision.privacy, decision.privacy_reason = self._classify(req, headers)  # classify
+            await self._classify(ctx, headers)  # classify: declared, default, detection
             candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
             eligible = self._eligible(ctx, candidates)  # eligible
@@ -311,9 +330,11 @@ class Gateway:
             self._record(ctx, exc.status, error_code=exc.code)
             raise
 
-    def _classify(self, req: ChatRequest, headers: Mapping[str, str]) -> tuple[PrivacyLevel, str]:
-        """The declared level wins over the default; several declarations: the strictest."""
-        declared: list[tuple[PrivacyLevel, str]] = []
+    async def _classify(self, ctx: _Call, headers: Mapping[str, str]) -> None:
+        """The request's level: the highest of the declared levels, the configured default and
+        what detection found (a level only goes up). Blocked types refuse the request here."""
+        req, decision = ctx.req, ctx.decision
+        levels: list[tuple[PrivacyLevel, str]] = []
         for value, source, param in (
             (headers.get("x-tiergate-privacy"), "header x-tiergate-privacy", "x-tiergate-privacy"),
             (req.declared_privacy, req.privacy_source, "metadata.privacy"),
@@ -322,7 +343,7 @@ class Gateway:
             if value is None:
                 continue
             try:
-                declared.append((parse_level(value), f"declared by {source}"))
+                levels.append((parse_level(value), f"declared by {source}"))
             except ValueError as exc:
                 raise InvalidRequestError(f"invalid privacy level in {source}: {exc}", param=param) from None
         for name in _NUMERIC_CONSTRAINTS:
@@ -331,9 +352,25 @@ class Gateway:
                 raise InvalidRequestError(
                     f"constraint {name} must be a number (got {value!r})", param=f"metadata.constraints.{name}"
                 )
-        if not declared:
-            return self.default_level, "default (privacy.default_level)"
-        return max(declared, key=lambda item: item[0])
+        levels.append((self.default_level, "default (privacy.default_level)"))
+        insp = ctx.inspection = await self.privacy.inspect(req.body)
+        decision.detection = insp.to_dict(self.privacy.actions)
+        if insp.failed is not None and self.settings.privacy.on_detector_failure == "refuse":
+            raise ServiceUnavailableError(
+                f"privacy detection failed ({insp.failed}); the request was refused and nothing was sent "
+                "upstream (privacy.on_detector_failure: refuse)",
+                code="privacy_detection_failed",
+            )
+        if insp.blocked:
+            raise PolicyError(
+                f"the request contains {', '.join(insp.blocked)}, which this gateway blocks "
+                "(privacy.actions); nothing was sent upstream",
+                code="blocked_entity",
+            )
+        if insp.level > PrivacyLevel.PUBLIC:
+            levels.append((insp.level, insp.reason))
+        # Highest wins; on a tie the first named (declared, then default, then detection).
+        decision.privacy, decision.privacy_reason = max(levels, key=lambda item: item[0])
 
     def resolve(self, model: str) -> tuple[Deployment, ...]:
         """The candidates of a public model name; 404 naming the known ones."""
@@ -348,7 +385,11 @@ class Gateway:
 
     def _eligible(self, ctx: _Call, candidates: tuple[Deployment, ...]) -> list[Deployment]:
         level = ctx.decision.privacy
-        eligible, excluded = split_eligible(candidates, level, ctx.req.body, ctx.req.constraints)
+        eligible, excluded = split_eligible(
+            candidates, level, ctx.req.body, ctx.req.constraints, self.settings.privacy.allowed_residencies
+        )
+        for d in eligible:
+            ctx.decision.transforms[d.name] = self._transform_name(ctx, d)
         ctx.decision.excluded = excluded
         if eligible:
             return eligible
@@ -363,8 +404,26 @@ class Gateway:
             code="no_eligible_deployment",
         )
 
-    def _upstream_body(self, req: ChatRequest, d: Deployment) -> dict[str, Any]:
-        body = dict(req.body)
+    def _transform_name(self, ctx: _Call, d: Deployment) -> str:
+        if not self.privacy.applies_to(d.location, ctx.inspection):
+            return "none"
+        return "+".join(sorted(ctx.inspection.transforms))
+
+    def _restorer(self, ctx: _Call, d: Deployment) -> Restorer | None:
+        """The restorer of the placeholders sent to `d` (None: it got the original text)."""
+        if ctx.transformed is None or not self.privacy.applies_to(d.location, ctx.inspection):
+            return None
+        return ctx.transformed[1]
+
+    def _upstream_body(self, ctx: _Call, d: Deployment) -> dict[str, Any]:
+        """transform: the request as deployment `d` may see it, then `d`'s own model id."""
+        req = ctx.req
+        body = req.body
+        if self.privacy.applies_to(d.location, ctx.inspection):
+            if ctx.transformed is None:
+                ctx.transformed = self.privacy.transform(body, ctx.inspection)
+            body = ctx.transformed[0]
+        body = dict(body)
         body["model"] = d.model
         if req.stream and not req.include_usage:
             # Ask for usage anyway, for the record; that chunk is not passed to the client.
@@ -398,12 +457,14 @@ class Gateway:
 
     async def _call(self, ctx: _Call, order: list[Deployment]) -> Completed:
         def call(d: Deployment) -> Awaitable[ChatResult]:
-            # transform: later issues redact here, per candidate
-            return self.providers[d.name].chat(self._upstream_body(ctx.req, d))
+            return self.providers[d.name].chat(self._upstream_body(ctx, d))
 
         result = await self._first_success(ctx, order, call)
         d = ctx.deployment
         assert d is not None
+        restorer = self._restorer(ctx, d)
+        if restorer is not None:
+            result = restore_result(result, restorer)
         receipt = self._receipt(ctx, d)
         usage = result.usage or _estimate_usage(ctx.req.body, result)
         self._record(
@@ -413,10 +474,10 @@ class Gateway:
         return Completed(result, receipt, ctx.decision)
 
     async def _call_embed(self, ctx: _Call, order: list[Deployment]) -> Embedded:
-        body = {k: v for k, v in ctx.req.body.items() if k not in ("encoding_format", "metadata")}
-
         async def call(d: Deployment) -> dict[str, Any]:
-            data = await self.providers[d.name].embed({**body, "model": d.model})
+            body = self._upstream_body(ctx, d)
+            body = {k: v for k, v in body.items() if k not in ("encoding_format", "metadata")}
+            data = await self.providers[d.name].embed(body)
             if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                 raise UpstreamProtocolError("upstream answer is not an embeddings list", deployment=d.name)
             return data
@@ -437,7 +498,7 @@ class Gateway:
 
     async def _call_stream(self, ctx: _Call, order: list[Deployment]) -> Streaming:
         for d in order:
-            body = self._upstream_body(ctx.req, d)
+            body = self._upstream_body(ctx, d)
             limit = self._limits.get(d.name)
             t_up = time.perf_counter()
             if limit is not None:
@@ -470,7 +531,11 @@ class Gateway:
             ctx.upstream_s += time.perf_counter() - t_up
             ctx.ttft_s = time.perf_counter() - ctx.t0
             ctx.deployment = d
-            return Streaming(self, ctx, stream, first, self._receipt(ctx, d), ctx.decision, limit)
+            restorer = self._restorer(ctx, d)
+            return Streaming(
+                self, ctx, stream, first, self._receipt(ctx, d), ctx.decision, limit,
+                StreamRestoration(restorer) if restorer is not None else None,
+            )
         raise AllCandidatesFailedError(ctx.attempts)
 
     def _failed_attempt(self, ctx: _Call, d: Deployment, exc: UpstreamError) -> bool:
@@ -483,7 +548,7 @@ class Gateway:
         overhead = (time.perf_counter() - ctx.t0 - ctx.upstream_s) * 1000.0
         return Receipt(
             ctx.request_id, d.name, d.location, d.residency, ctx.decision.privacy.name,
-            overhead, len(ctx.attempts),
+            overhead, len(ctx.attempts), ctx.decision.transforms.get(d.name, "none"),
         )
 
     def _record(

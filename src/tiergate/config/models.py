@@ -8,12 +8,15 @@ reference, never the value.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..privacy.entities import ENTITY_TYPES
 
 Location = Literal["local", "sovereign", "cloud"]
 ProviderName = Literal["openai", "anthropic", "gemini", "ollama", "bedrock"]
@@ -83,8 +86,59 @@ def _mask_url_password(url: str) -> str:
     return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
+#: What the gateway does with a detected entity type (see docs/privacy.md):
+#: route_local / route_sovereign raise the request's level to PRIVATE / SENSITIVE;
+#: pseudonymize / redact rewrite the value for deployments in `transform_locations`;
+#: block refuses the request; allow does nothing.
+PrivacyAction = Literal["route_local", "route_sovereign", "pseudonymize", "redact", "block", "allow"]
+
+
+class CustomDetector(_Frozen):
+    """A user's own identifier: a regex, an optional checksum, context words."""
+
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,39}$")
+    pattern: str = Field(min_length=1)
+    validator: Literal["luhn", "iban", "tckn", "ru_inn", "ru_snils", "us_ssn"] | None = None
+    context: tuple[str, ...] = ()
+    context_required: bool = False
+    score: float = Field(0.8, ge=0, le=1)
+    action: PrivacyAction = "route_sovereign"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression: {exc}") from None
+        return v
+
+
 class PrivacyConfig(_Frozen):
     default_level: Literal["PRIVATE", "SENSITIVE", "PUBLIC"] = "PUBLIC"
+    detection: bool = True  # scan prompts for personal data and secrets
+    min_score: float = Field(0.5, ge=0, le=1)
+    # Entity type -> action, over the defaults (privacy/policy.py DEFAULT_ACTIONS).
+    actions: dict[str, PrivacyAction] = Field(default_factory=dict)
+    custom_detectors: tuple[CustomDetector, ...] = ()
+    # Where pseudonymize/redact apply: local deployments always see the original text.
+    transform_locations: tuple[Literal["sovereign", "cloud"], ...] = ("sovereign", "cloud")
+    # Residencies any request may reach (empty: all); deployments elsewhere are excluded.
+    allowed_residencies: tuple[str, ...] = ()
+    # Fail closed: a detector that raises or takes longer than this makes the request PRIVATE
+    # (or refuses it, with on_detector_failure: refuse); it is never forwarded unscanned.
+    detection_timeout_ms: float = Field(250.0, gt=0)
+    on_detector_failure: Literal["private", "refuse"] = "private"
+
+    @model_validator(mode="after")
+    def _known_types(self) -> PrivacyConfig:
+        known = set(ENTITY_TYPES) | {c.name for c in self.custom_detectors}
+        unknown = sorted(set(self.actions) - known)
+        if unknown:
+            raise ValueError(
+                f"actions names unknown entity types {unknown}; known: {', '.join(sorted(known))}"
+            )
+        return self
 
     @field_validator("default_level", mode="before")
     @classmethod

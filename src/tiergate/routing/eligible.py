@@ -47,6 +47,7 @@ def split_eligible(
     level: PrivacyLevel,
     body: dict[str, Any],
     constraints: dict[str, Any],
+    allowed_residencies: Sequence[str] = (),
 ) -> tuple[list[Deployment], list[Exclusion]]:
     allowed = ALLOWED_LOCATIONS[level]
     max_latency = constraints.get("max_latency_ms")
@@ -61,6 +62,16 @@ def split_eligible(
                     d.name,
                     f"{d.name} is {d.location} ({d.residency or 'unknown residency'}); "
                     f"{level.name} data may reach only {', '.join(sorted(allowed))}",
+                    "privacy",
+                )
+            )
+            continue
+        if allowed_residencies and d.residency not in allowed_residencies:
+            excluded.append(
+                Exclusion(
+                    d.name,
+                    f"{d.name} is in {d.residency or 'an unknown residency'}; requests may reach only "
+                    f"{', '.join(allowed_residencies)} (privacy.allowed_residencies)",
                     "privacy",
                 )
             )
