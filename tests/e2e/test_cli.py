@@ -68,3 +68,26 @@ def test_recommend_interactively(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "Tier IV" in r.stdout and "YONCA_LLM_PROVIDER=ollama" in r.stdout
+
+
+def test_privacy_scan_streams_jsonl_and_survives_bad_lines(tmp_path: Path) -> None:
+    text = "Zəng edin: +994 50 123 45 67, e-poçt leyla@example.az"
+    lines = [
+        json.dumps({"id": "a", "text": text}, ensure_ascii=False),
+        "this is not json",
+        json.dumps({"id": "b", "text": 42}),
+        json.dumps({"id": "c", "text": "Order #4411-2093, version 2.10.0"}),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiergate", "privacy", "scan", "--explain"], cwd=tmp_path, env=clean_env(),
+        input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o.get("id") for o in out] == ["a", None, "b", "c"]
+    found = {(e["type"], text[e["start"]:e["end"]]) for e in out[0]["entities"]}
+    assert found == {("PHONE", "+994 50 123 45 67"), ("EMAIL", "leyla@example.az")}
+    assert all(e["why"] and 0 < e["score"] <= 1 for e in out[0]["entities"])
+    assert "not JSON" in out[1]["error"] and out[1]["line"] == 2
+    assert "'text' must be a string" in out[2]["error"]
+    assert out[3]["entities"] == []  # order numbers and versions are not personal data
