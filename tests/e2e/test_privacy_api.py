@@ -125,3 +125,19 @@ def test_explain_shows_types_positions_and_transforms_never_values(world: dict[s
     assert body["order"] == ["cloud-a", "sovereign-a", "local-a"]
     assert body["transforms"] == {"cloud-a": "pseudonymize", "sovereign-a": "pseudonymize", "local-a": "none"}
     assert all(s.stats()["chat_requests"] == 0 for s in sims.values())
+
+
+def test_anthropic_route_pseudonymises_and_restores_streams(world: dict[str, Any], sims: dict[str, Sim]) -> None:
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=world["gw"].base, api_key=MASTER_KEY, max_retries=0, timeout=20)
+    try:
+        with claude.messages.stream(
+            model="cloud-first", max_tokens=200, messages=[{"role": "user", "content": PROMPT}]
+        ) as stream:
+            text = "".join(stream.text_stream)
+        assert text == PROMPT.removeprefix("[[echo]]")
+        sent = _upstream_text(sims["cloud"])
+        assert NAME not in sent and EMAIL not in sent and "[PERSON_1]" in sent
+    finally:
+        claude.close()
