@@ -141,3 +141,11 @@ def test_anthropic_route_pseudonymises_and_restores_streams(world: dict[str, Any
         assert NAME not in sent and EMAIL not in sent and "[PERSON_1]" in sent
     finally:
         claude.close()
+
+
+def test_embedding_inputs_follow_the_same_rules(client: OpenAI, sims: dict[str, Sim]) -> None:
+    raw = client.embeddings.with_raw_response.create(model="cloud-first", input=[f"contact {EMAIL}", "FİN: 5ZJ8K2L"])
+    assert raw.headers["x-tiergate-deployment"] == "sovereign-a"  # the FIN keeps the batch in the country
+    sent = _upstream_text(sims["sovereign"])
+    assert EMAIL not in sent and "[EMAIL_1]" in sent
+    assert sims["cloud"].stats()["chat_requests"] == 0
