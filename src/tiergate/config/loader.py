@@ -36,6 +36,7 @@ from .models import (
     Deployment,
     Price,
     PrivacyConfig,
+    RoutingConfig,
     ServerConfig,
     Settings,
     StoreConfig,
@@ -51,7 +52,9 @@ LOADER_ONLY: dict[type[BaseModel], frozenset[str]] = {
     Settings: frozenset({"origin"}),
     Deployment: frozenset({"source", "simulated"}),
 }
-SECTIONS: dict[str, type[BaseModel]] = {"server": ServerConfig, "store": StoreConfig, "privacy": PrivacyConfig}
+SECTIONS: dict[str, type[BaseModel]] = {
+    "server": ServerConfig, "store": StoreConfig, "privacy": PrivacyConfig, "routing": RoutingConfig,
+}
 #: Wire formats whose deployments need a base URL. The native adapters have their provider's
 #: default endpoint (Anthropic's, Gemini's AI Studio or Vertex AI, local Ollama, AWS Bedrock).
 URL_REQUIRED = ("openai",)

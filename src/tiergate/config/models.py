@@ -21,6 +21,7 @@ from ..privacy.entities import ENTITY_TYPES
 Location = Literal["local", "sovereign", "cloud"]
 ProviderName = Literal["openai", "anthropic", "gemini", "ollama", "bedrock"]
 Capability = Literal["tools", "vision", "json", "embeddings", "streaming", "reasoning", "code"]
+DOMAINS: tuple[str, ...] = ("general", "code", "analysis", "creative", "translation", "math")
 
 
 class _Frozen(BaseModel):
@@ -169,6 +170,7 @@ class Deployment(_Frozen):
     throughput_tps: float | None = Field(None, gt=0)
     quality: float = Field(0.5, ge=0, le=1)
     capabilities: tuple[Capability, ...] = ()
+    tags: tuple[str, ...] = ()  # domains it is good at: code, analysis, creative, translation, ...
     context_length: int | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, ge=1)
     timeout_s: float = Field(60.0, gt=0)
@@ -223,10 +225,70 @@ class Deployment(_Frozen):
             yield (k, v)
 
 
+Strategy = Literal["ordered", "local_first", "cost_optimized", "quality", "speed", "balanced", "learned"]
+STRATEGIES: tuple[str, ...] = ("ordered", "local_first", "cost_optimized", "quality", "speed", "balanced", "learned")
+
+
+class BalancedWeights(_Frozen):
+    cost: float = Field(1.0, ge=0)
+    quality: float = Field(1.0, ge=0)
+    speed: float = Field(1.0, ge=0)
+
+
+class AutoRouteConfig(_Frozen):
+    """Complexity- and domain-aware routing (`routing/auto.py`)."""
+
+    enabled: bool = False  # per request: metadata.auto_route / SDK auto_route=True
+    simple_below: float = Field(0.35, ge=0, le=1)  # complexity < this: simple -> cheap/local
+    complex_above: float = Field(0.65, ge=0, le=1)  # complexity > this: complex -> quality
+    domain_boost: float = Field(0.3, ge=0)  # score bonus for a deployment tagged with the domain
+
+
+class CircuitBreakerConfig(_Frozen):
+    consecutive_failures: int = Field(5, ge=1)  # open after this many failures in a row
+    error_rate: float = Field(0.5, gt=0, le=1)  # ... or this share of failures in the window
+    window_s: float = Field(30.0, gt=0)
+    min_requests: int = Field(10, ge=1)  # the error rate counts from this many requests
+    cooldown_s: float = Field(10.0, gt=0)  # open -> half-open after this
+    half_open_probes: int = Field(1, ge=1)  # trial requests let through when half-open
+
+
+class RetryConfig(_Frozen):
+    attempts: int = Field(2, ge=1, le=10)  # tries per deployment (1 = no retry) before fallback
+    backoff_base_ms: float = Field(100.0, ge=0)
+    backoff_max_ms: float = Field(2000.0, ge=0)
+    jitter: float = Field(0.2, ge=0, le=1)  # +/- share of the delay, random
+    max_retry_after_s: float = Field(5.0, ge=0)  # a longer upstream Retry-After: fall back instead
+
+
+class ExperimentConfig(_Frozen):
+    """An A/B split of a model group: each request's first candidate is drawn by weight, sticky
+    per key (or per `user`); the other candidates stay as fallback."""
+
+    arms: dict[str, float] = Field(min_length=2)  # deployment -> weight
+    sticky_by: Literal["key", "user"] = "user"
+
+
+class RoutingConfig(_Frozen):
+    default_strategy: Strategy = "ordered"
+    group_strategies: dict[str, Strategy] = Field(default_factory=dict)
+    balanced: BalancedWeights = BalancedWeights()
+    auto_route: AutoRouteConfig = AutoRouteConfig()
+    retries: RetryConfig = RetryConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    max_failover_s: float = Field(30.0, gt=0)  # total time one request may spend on upstreams
+    queue_timeout_s: float = Field(10.0, gt=0)  # wait for a deployment's concurrency slot
+    health_probe_interval_s: float = Field(15.0, ge=0)  # 0 = no background probes
+    ewma_alpha: float = Field(0.2, gt=0, le=1)  # weight of the newest latency sample
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)  # group -> split
+    learning: bool = True  # record outcomes per deployment and task class (store)
+
+
 class Settings(_Frozen):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    routing: RoutingConfig = RoutingConfig()
     deployments: tuple[Deployment, ...] = ()
     model_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Where the settings came from (file path, "environment", "defaults"), for banners.
