@@ -225,8 +225,12 @@ class Deployment(_Frozen):
             yield (k, v)
 
 
-Strategy = Literal["ordered", "local_first", "cost_optimized", "quality", "speed", "balanced", "learned"]
-STRATEGIES: tuple[str, ...] = ("ordered", "local_first", "cost_optimized", "quality", "speed", "balanced", "learned")
+Strategy = Literal[
+    "ordered", "local_first", "cost_optimized", "quality", "speed", "throughput", "balanced", "learned"
+]
+STRATEGIES: tuple[str, ...] = (
+    "ordered", "local_first", "cost_optimized", "quality", "speed", "throughput", "balanced", "learned",
+)
 
 
 class BalancedWeights(_Frozen):
@@ -271,6 +275,8 @@ class ExperimentConfig(_Frozen):
 
 class RoutingConfig(_Frozen):
     default_strategy: Strategy = "ordered"
+    # Locations any request may reach (empty: all); seed 002's LLM_STRATEGY=local / api-only.
+    allowed_locations: tuple[Location, ...] = ()
     group_strategies: dict[str, Strategy] = Field(default_factory=dict)
     balanced: BalancedWeights = BalancedWeights()
     auto_route: AutoRouteConfig = AutoRouteConfig()
