@@ -19,11 +19,17 @@ Every deployment uses its provider's native adapter (`gemini`, `anthropic`, `oll
 copied into the settings or messages. AWS credentials are never read here at all: the Bedrock
 adapter takes them from botocore's credential chain when it signs a request. Where a cloud region
 is configured (Bedrock, Vertex AI) the residency follows it. Empty variables count as unset.
+
+Seed 002's routing variables apply whichever convention (or file) defines the deployments:
+`LLM_STRATEGY=local|hybrid|api-only` picks `routing.default_strategy` (and `allowed_locations`)
+unless the file or `TIERGATE_ROUTING_STRATEGY` does; `MAX_CONCURRENT_LOCAL`/`_API` and
+`LOCAL_TIMEOUT_SEC`/`API_TIMEOUT_SEC` give deployments' `max_concurrency`/`timeout_s` by location.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..privacy.levels import parse_level
+from .models import STRATEGIES
 from .presets import (
     ALEM_PROVIDERS,
     ALEM_TIERS,
@@ -59,6 +66,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "TIERGATE_WORKERS": ("server", "workers"),
     "TIERGATE_DATABASE_URL": ("store", "url"),
     "TIERGATE_DEFAULT_PRIVACY": ("privacy", "default_level"),
+    "TIERGATE_ROUTING_STRATEGY": ("routing", "default_strategy"),
 }
 
 #: variable -> (section, key). Used only when neither the file nor a TIERGATE_* variable sets it.
@@ -71,12 +79,24 @@ FALLBACKS: dict[str, tuple[str, str]] = {
 IGNORED = ("GENAI_REDIS_URL", "GENAI_BUDGET_DAILY")
 
 
+#: Seed 002's `LLM_STRATEGY` -> routing settings (a fallback: see `overrides`). `local` keeps every
+#: request on the premises; `api-only` never uses local models; `hybrid` weighs all locations.
+LLM_STRATEGIES: dict[str, dict[str, Any]] = {
+    "local": {"default_strategy": "local_first", "allowed_locations": ("local",)},
+    "hybrid": {"default_strategy": "balanced"},
+    "api-only": {"default_strategy": "cost_optimized", "allowed_locations": ("sovereign", "cloud")},
+}
+
+
 @dataclass(frozen=True)
 class Override:
     section: str
     key: str
     value: Any
     var: str
+    #: For fallbacks: also skipped when the file sets this key of the section (so one variable
+    #: that sets several keys yields as a whole to the file's choice of the leading one).
+    unless_set: str | None = None
 
 
 def get(environ: Mapping[str, str], name: str) -> str | None:
@@ -104,6 +124,12 @@ def overrides(environ: Mapping[str, str]) -> tuple[list[Override], list[Override
                 except ValueError as exc:
                     problems.append(f"{var}: {exc}")
                     continue
+            if key == "default_strategy":
+                try:
+                    value = parse_strategy(value)
+                except ValueError as exc:
+                    problems.append(f"{var}: {exc}")
+                    continue
             out.append(Override(section, key, value, var))
         return out
 
@@ -111,7 +137,99 @@ def overrides(environ: Mapping[str, str]) -> tuple[list[Override], list[Override
     if get(environ, "TIERGATE_MASTER_KEY") is not None:
         # A reference, never the value: resolved when a request is authenticated.
         strong.append(Override("server", "master_key", "env:TIERGATE_MASTER_KEY", "TIERGATE_MASTER_KEY"))
-    return strong, collect(FALLBACKS), problems
+    weak = collect(FALLBACKS)
+    llm = _llm_strategy(environ, problems)
+    if not any(o.key == "default_strategy" for o in strong):
+        weak += llm
+    return strong, weak, problems
+
+
+def parse_strategy(value: str) -> str:
+    """A routing strategy name (`Cost-Optimized` -> `cost_optimized`); ValueError otherwise."""
+    name = value.strip().lower().replace("-", "_")
+    if name not in STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(STRATEGIES)} (got {value!r})")
+    return name
+
+
+def _llm_strategy(environ: Mapping[str, str], problems: list[str]) -> list[Override]:
+    """Seed 002's `LLM_STRATEGY=local|hybrid|api-only` as routing fallbacks. The keys it sets
+    go together: when the file chooses `routing.default_strategy`, none of them applies."""
+    raw = get(environ, "LLM_STRATEGY")
+    if raw is None:
+        return []
+    mapped = LLM_STRATEGIES.get(raw.lower().replace("_", "-"))
+    if mapped is None:
+        problems.append(f"LLM_STRATEGY: must be one of {', '.join(LLM_STRATEGIES)} (got {raw!r})")
+        return []
+    return [
+        Override("routing", key, value, "LLM_STRATEGY", None if key == "default_strategy" else "default_strategy")
+        for key, value in mapped.items()
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed 002's per-location deployment defaults
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldDefault:
+    """A deployment field's value by location, and the variable it came from."""
+
+    key: str
+    value: int | float
+    var: str
+
+
+#: variable -> (deployment field, locations it applies to, integer?).
+LOCATION_DEFAULTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "MAX_CONCURRENT_LOCAL": ("max_concurrency", ("local",), True),
+    "MAX_CONCURRENT_API": ("max_concurrency", ("sovereign", "cloud"), True),
+    "LOCAL_TIMEOUT_SEC": ("timeout_s", ("local",), False),
+    "API_TIMEOUT_SEC": ("timeout_s", ("sovereign", "cloud"), False),
+}
+
+
+def location_defaults(environ: Mapping[str, str]) -> tuple[dict[str, tuple[FieldDefault, ...]], list[str]]:
+    """(location -> the deployment field defaults the seed variables give it, problems).
+
+    They beat a preset's value and the built-in default, never a value the config file writes
+    for the deployment (the loader applies them)."""
+    out: dict[str, list[FieldDefault]] = {}
+    problems: list[str] = []
+    for var, (name, locations, integer) in LOCATION_DEFAULTS.items():
+        raw = get(environ, var)
+        if raw is None:
+            continue
+        try:
+            value = _positive_int(raw) if integer else _positive_seconds(raw)
+        except ValueError as exc:
+            problems.append(f"{var}: {exc}")
+            continue
+        for location in locations:
+            out.setdefault(location, []).append(FieldDefault(name, value, var))
+    return {k: tuple(v) for k, v in out.items()}, problems
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"must be an integer >= 1 (got {raw!r})") from None
+    if value < 1:
+        raise ValueError(f"must be an integer >= 1 (got {raw!r})")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds > 0 (got {raw!r})") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"must be a number of seconds > 0 (got {raw!r})")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@ Precedence, strongest first (docs/configuration.md has the full story):
   demo deployments (only when nothing defines one and `allow_simulated_default` is true).
 * model groups: the file's `model_groups` are laid over the groups the environment or the
   simulated defaults generate (a file group of the same name replaces the generated one).
+* `routing.default_strategy`: `TIERGATE_ROUTING_STRATEGY` > the file > seed 002's `LLM_STRATEGY`
+  (which also sets `allowed_locations`, unless the file does) > `ordered`.
+* a deployment's `max_concurrency` and `timeout_s`: the value the file writes for it > seed 002's
+  `MAX_CONCURRENT_LOCAL`/`_API`, `LOCAL_TIMEOUT_SEC`/`API_TIMEOUT_SEC` (by location) > its
+  preset's value > the built-in default.
 
 Every problem is collected and reported at once in a `ConfigError`, one line each, naming the
 file (or variable), the key path and what is wrong. Secret values are never echoed.
@@ -20,7 +25,7 @@ import copy
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -227,6 +232,7 @@ class _Loader:
         self.file_label: str | None = None
         self.metas: list[_DepMeta] = []
         self.var_locs: dict[tuple[str, str], str] = {}
+        self.location_defaults: dict[str, tuple[envconv.FieldDefault, ...]] = {}
 
     # -- where a problem is -------------------------------------------------------------------
 
@@ -254,6 +260,8 @@ class _Loader:
         strong, weak, env_problems = envconv.overrides(self.environ)
         self.problems += env_problems
         self._sections(doc, strong, weak)
+        self.location_defaults, default_problems = envconv.location_defaults(self.environ)
+        self.problems += default_problems
 
         deployments, groups, origin = self._deployments(doc, file_ok, allow_simulated_default)
         self._check_deployments(deployments)
@@ -339,9 +347,13 @@ class _Loader:
             except ValueError as exc:
                 self.problems.append(f"{self._at(['privacy', 'default_level'])}: {exc}")
                 del privacy["default_level"]
+        in_file = {name: set(sec) for name, sec in doc.items() if name in SECTIONS and isinstance(sec, dict)}
         for ov in weak:
             section = doc.setdefault(ov.section, {})
-            if isinstance(section, dict) and ov.key not in section:
+            written = in_file.get(ov.section, set())
+            if not isinstance(section, dict) or ov.key in written:
+                continue
+            if ov.unless_set is None or ov.unless_set not in written:
                 section[ov.key] = ov.value
                 self.var_locs[(ov.section, ov.key)] = ov.var
         for ov in strong:
@@ -368,7 +380,9 @@ class _Loader:
             if found.deployments:
                 out = []
                 for d in found.deployments:
-                    self.metas.append(_DepMeta(str(d.fields["source"]), False, dict(d.field_vars)))
+                    meta = _DepMeta(str(d.fields["source"]), False, dict(d.field_vars))
+                    self.metas.append(meta)
+                    self._location_defaults(d.fields, (), meta)
                     out.append(d.fields)
                 origin = f"environment ({found.description})"
                 if self.file_label:
@@ -378,7 +392,10 @@ class _Loader:
 
         if allow_simulated:
             sims = simulated_deployments()
-            self.metas += [_DepMeta(SIMULATED_SOURCE, False) for _ in sims]
+            for sim in sims:
+                meta = _DepMeta(SIMULATED_SOURCE, False)
+                self.metas.append(meta)
+                self._location_defaults(sim, (), meta)
             return sims, simulated_groups(), SIMULATED_ORIGIN
 
         if file_ok and not self.problems:
@@ -417,11 +434,24 @@ class _Loader:
                     f"(known: {', '.join(PRESETS)})"
                 )
         merged = _merge(merged, item)
+        self._location_defaults(merged, item, meta)
         self._region_defaults(loc, item, merged)
         if "residency" not in merged and merged.get("location") == "local":
             merged["residency"] = "on-prem"
         merged["source"] = f"{self.file_label}:deployments[{i}]"
         return merged
+
+    def _location_defaults(self, fields: dict[str, Any], written: Container[str], meta: _DepMeta) -> None:
+        """Seed 002's per-location values (`MAX_CONCURRENT_*`, `*_TIMEOUT_SEC`) for the fields the
+        file did not write (`written`: the file's keys for this deployment). They replace a
+        preset's value: the operator's environment knows its hardware better than a preset."""
+        location = fields.get("location")
+        if not isinstance(location, str):
+            return
+        for default in self.location_defaults.get(location, ()):
+            if default.key not in written:
+                fields[default.key] = default.value
+                meta.field_vars[default.key] = default.var
 
     def _region_defaults(self, loc: list[Any], item: dict[str, Any], merged: dict[str, Any]) -> None:
         """What a deployment's cloud region implies, unless the file says otherwise: Gemini with a
