@@ -19,7 +19,7 @@ from tiergate.store.models import metadata
 
 from .conftest import Target
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def _diff(connection: sa.Connection) -> list[object]:

@@ -12,6 +12,9 @@ Tables:
                  Token counts, cost and timings are per request; `attempts` is a JSON text list
                  of the failed tries before the answer ({deployment, error_code, status}).
                  Bodies are only stored when the operator turned body logging on.
+    deployment_stats  learning totals per (deployment, task class), upserted in batches by
+                 `routing.learning.Learner.flush` (migration 0002).
+    feedback     one user score per request id (migration 0002).
 
 Types that need care across SQLite and PostgreSQL:
     created_at   `UTCDateTime`: always an aware UTC datetime in Python. PostgreSQL stores
@@ -93,4 +96,39 @@ request_log = sa.Table(
     sa.Column("response_body", sa.Text, nullable=True),
     sa.Index("ix_request_log_created_at", "created_at"),
     sa.Index("ix_request_log_model_group_created_at", "model_group", "created_at"),
+)
+
+
+# Learning statistics (`routing/learning.py`): running totals per (deployment, task class).
+# Each gateway process adds its increments with an UPSERT (`x = x + excluded.x`), so several
+# workers sharing the database sum up correctly. Rows are never deleted; `task_class` is the
+# auto-route classifier's class ("general" when none). The totals are all-time; windowed numbers
+# come from request_log (`report.py`).
+deployment_stats = sa.Table(
+    "deployment_stats",
+    metadata,
+    sa.Column("deployment", sa.String, primary_key=True),
+    sa.Column("task_class", sa.String, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("successes", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("failures", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("cost_usd_sum", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("feedback_count", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("feedback_sum", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# User feedback (`POST /v1/feedback`): one row per request (the first score given wins; see
+# `Learner.feedback`). `score` is in [0, 1].
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("request_id", sa.String, primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deployment", sa.String, nullable=False),
+    sa.Column("task_class", sa.String, nullable=False),
+    sa.Index("ix_feedback_created_at", "created_at"),
 )
