@@ -35,7 +35,6 @@ import orjson
 from .auth import Authenticator, Principal
 from .config.models import Deployment, Settings, resolve_secret
 from .errors import (
-    AllCandidatesFailedError,
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -52,16 +51,17 @@ from .privacy.restoration import StreamRestoration, restore_result
 from .privacy.restore import Restorer
 from .providers import Provider, create_provider
 from .request import parse_chat_request, parse_embeddings_request
+from .routing.constraints import RequestNeeds
 from .routing.eligible import (
     Exclusion,
     estimate_prompt_tokens,
     predicted_cost,
     split_eligible,
 )
+from .routing.router import Router, Slot
 from .store import RequestLogRecord, RequestLogWriter
 from .types import ChatRequest, ChatResult, ChatStream, StreamEvent, Usage
 
-_NUMERIC_CONSTRAINTS = ("max_latency_ms", "max_cost")
 T = TypeVar("T")
 
 
@@ -78,6 +78,7 @@ class Decision:
     order: list[str] = field(default_factory=list)
     strategy: str = "ordered"
     detection: dict[str, Any] = field(default_factory=dict)  # types, positions, counts: no values
+    routing: dict[str, Any] = field(default_factory=dict)  # ranking with reasons, task profile
     transforms: dict[str, str] = field(default_factory=dict)  # deployment -> transform it gets
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class Decision:
             "candidates": self.candidates,
             "excluded": [{"deployment": e.deployment, "reason": e.reason, "kind": e.kind} for e in self.excluded],
             "strategy": self.strategy,
+            "routing": self.routing,
             "order": self.order,
             "transforms": {d: self.transforms.get(d, "none") for d in self.order},
             "upstream_called": False,
@@ -149,13 +151,14 @@ class Streaming:
 
     def __init__(
         self, gateway: Gateway, ctx: _Call, stream: ChatStream, first: list[StreamEvent], receipt: Receipt,
-        decision: Decision, release: asyncio.Semaphore | None, restoration: StreamRestoration | None = None,
+        decision: Decision, slot: Slot, restoration: StreamRestoration | None = None,
     ) -> None:
         self.receipt = receipt
         self.decision = decision
         self._gw, self._ctx, self._stream, self._first = gateway, ctx, stream, first
-        self._release = release
+        self._slot = slot
         self._restoration = restoration
+        self._failure: UpstreamError | None = None
         self._closed = False
         self._status = 499  # until the stream ends cleanly: the client went away
         self._error: str | None = None
@@ -193,7 +196,7 @@ class Streaming:
                     yield batch
             self._status = 200
         except UpstreamError as exc:
-            self._status, self._error = exc.status, exc.code
+            self._status, self._error, self._failure = exc.status, exc.code, exc
             raise
 
     async def aclose(self) -> None:
@@ -203,8 +206,13 @@ class Streaming:
         try:
             await self._stream.aclose()
         finally:
-            if self._release is not None:
-                self._release.release()
+            ttft_ms = self._ctx.ttft_s * 1000.0 if self._ctx.ttft_s is not None else None
+            if self._status == 200:
+                self._slot.done(True, ttft_ms=ttft_ms)
+            elif self._failure is not None:
+                self._slot.done(False, exc=self._failure)
+            else:
+                self._slot.done(None)  # the client went away: no verdict on the deployment
             usage = self._usage
             if usage is None:
                 usage = Usage(
@@ -229,6 +237,7 @@ class _Call:
     ttft_s: float | None = None
     attempts: list[UpstreamError] = field(default_factory=list)
     inspection: Inspection = field(default_factory=Inspection)
+    task_class: str = "general"
     # The pseudonymised/redacted body (computed once, for the candidates that need it).
     transformed: tuple[dict[str, Any], Restorer, dict[str, int]] | None = None
 
@@ -236,7 +245,9 @@ class _Call:
 class Gateway:
     """The in-process gateway: settings, adapters, and the request pipeline."""
 
-    def __init__(self, settings: Settings, *, log_writer: RequestLogWriter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, log_writer: RequestLogWriter | None = None, store: Any = None
+    ) -> None:
         self.settings = settings
         self.auth = Authenticator(resolve_secret(settings.server.master_key))
         self.default_level = parse_level(settings.privacy.default_level)
@@ -251,15 +262,15 @@ class Gateway:
         }
         for d in settings.deployments:  # every deployment is addressable by its own name
             self.groups.setdefault(d.name, (d,))
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.router = Router(settings, self.providers, store)
 
     async def start(self) -> None:
-        for d in self.settings.deployments:
-            if d.max_concurrency:
-                self._limits[d.name] = asyncio.Semaphore(d.max_concurrency)
+        self.privacy.warm_up()
         await asyncio.gather(*(p.start() for p in self.providers.values()))
+        await self.router.start()
 
     async def close(self) -> None:
+        await self.router.close()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
 
     # ------------------------------------------------------------------ the pipeline
@@ -285,14 +296,16 @@ class Gateway:
             await self._classify(ctx, headers)  # classify: declared, default, detection
             candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
-            eligible = self._eligible(ctx, candidates)  # eligible
+            needs = RequestNeeds.from_body(req.body, req.constraints)
+            eligible = self._eligible(ctx, candidates, needs)  # eligible
             # admit, cache: later issues (budgets, caching) plug in here.
-            decision.order = [d.name for d in eligible]  # route: the group's fallback order
-            if _truthy(headers.get("x-tiergate-explain")):  # explain
+            explain = _truthy(headers.get("x-tiergate-explain"))
+            order = self._route(ctx, eligible, needs, headers, explain)  # route
+            if explain:  # explain
                 return Explained(decision)
             if req.stream:
-                return await self._call_stream(ctx, eligible)  # transform/audit/call
-            return await self._call(ctx, eligible)
+                return await self._call_stream(ctx, order)  # transform/audit/call
+            return await self._call(ctx, order)
         except GatewayError as exc:
             self._record(ctx, exc.status, error_code=exc.code)  # record failures too
             raise
@@ -321,11 +334,13 @@ class Gateway:
             await self._classify(ctx, headers)  # classify: declared, default, detection
             candidates = self.resolve(req.model)  # resolve
             decision.candidates = [d.name for d in candidates]
-            eligible = self._eligible(ctx, candidates)  # eligible
-            decision.order = [d.name for d in eligible]  # route
-            if _truthy(headers.get("x-tiergate-explain")):  # explain
+            needs = RequestNeeds.from_body({}, req.constraints)
+            eligible = self._eligible(ctx, candidates, needs)  # eligible
+            explain = _truthy(headers.get("x-tiergate-explain"))
+            order = self._route(ctx, eligible, needs, headers, explain)  # route
+            if explain:  # explain
                 return Explained(decision)
-            return await self._call_embed(ctx, eligible)  # call
+            return await self._call_embed(ctx, order)  # call
         except GatewayError as exc:
             self._record(ctx, exc.status, error_code=exc.code)
             raise
@@ -346,12 +361,6 @@ class Gateway:
                 levels.append((parse_level(value), f"declared by {source}"))
             except ValueError as exc:
                 raise InvalidRequestError(f"invalid privacy level in {source}: {exc}", param=param) from None
-        for name in _NUMERIC_CONSTRAINTS:
-            value = req.constraints.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise InvalidRequestError(
-                    f"constraint {name} must be a number (got {value!r})", param=f"metadata.constraints.{name}"
-                )
         levels.append((self.default_level, "default (privacy.default_level)"))
         insp = ctx.inspection = await self.privacy.inspect(req.body)
         decision.detection = insp.to_dict(self.privacy.actions)
@@ -383,26 +392,52 @@ class Gateway:
             )
         return group
 
-    def _eligible(self, ctx: _Call, candidates: tuple[Deployment, ...]) -> list[Deployment]:
+    def _eligible(self, ctx: _Call, candidates: tuple[Deployment, ...], needs: RequestNeeds) -> list[Deployment]:
+        """Privacy first (absolute), then the request's constraints and live availability."""
         level = ctx.decision.privacy
-        eligible, excluded = split_eligible(
-            candidates, level, ctx.req.body, ctx.req.constraints, self.settings.privacy.allowed_residencies
-        )
+        cleared, excluded = split_eligible(candidates, level, self.settings.privacy.allowed_residencies)
+        eligible, more = self.router.filter(cleared, needs)
+        excluded += more
+        ctx.decision.excluded = excluded
         for d in eligible:
             ctx.decision.transforms[d.name] = self._transform_name(ctx, d)
-        ctx.decision.excluded = excluded
         if eligible:
             return eligible
         reasons = "; ".join(e.reason for e in excluded)
-        if any(e.kind == "privacy" for e in excluded) and not any(e.kind == "constraint" for e in excluded):
+        kinds = {e.kind for e in excluded}
+        if kinds == {"privacy"}:
             raise PolicyError(
                 f"no deployment of model '{ctx.req.model}' is cleared for {level.name} data "
                 f"({ctx.decision.privacy_reason}): {reasons}. Nothing was sent upstream."
+            )
+        if "constraint" not in kinds:
+            raise ServiceUnavailableError(
+                f"no deployment of model '{ctx.req.model}' is available now: {reasons}",
+                code="no_available_deployment",
             )
         raise UnprocessableRequestError(
             f"no deployment of model '{ctx.req.model}' satisfies the request's constraints: {reasons}",
             code="no_eligible_deployment",
         )
+
+    def _route(
+        self, ctx: _Call, eligible: list[Deployment], needs: RequestNeeds, headers: Mapping[str, str], explain: bool
+    ) -> list[Deployment]:
+        """route: the strategy's order of the eligible candidates (an experiment's arm first)."""
+        req = ctx.req
+        strategy = self.router.strategy(req.model, req.constraints, headers.get("x-tiergate-strategy"))
+        auto = self.settings.routing.auto_route.enabled or req.constraints.get("auto_route") is True
+        route = self.router.route(
+            req.model, strategy, eligible, needs, req.body, auto=auto, key_id=ctx.principal.key_id, explain=explain
+        )
+        if route.profile is not None:
+            ctx.task_class = route.profile.task_class
+        decision = ctx.decision
+        decision.strategy = strategy
+        decision.order = [d.name for d in route.order]
+        if explain:
+            decision.routing = route.explain()
+        return route.order
 
     def _transform_name(self, ctx: _Call, d: Deployment) -> str:
         if not self.privacy.applies_to(d.location, ctx.inspection):
@@ -435,25 +470,10 @@ class Gateway:
     async def _first_success(
         self, ctx: _Call, order: list[Deployment], call: Callable[[Deployment], Awaitable[T]]
     ) -> T:
-        """`call` each candidate in order until one answers; fallback on retryable errors."""
-        for d in order:
-            limit = self._limits.get(d.name)
-            t_up = time.perf_counter()
-            try:
-                if limit is None:
-                    result = await call(d)
-                else:
-                    async with limit:
-                        result = await call(d)
-            except UpstreamError as exc:
-                ctx.upstream_s += time.perf_counter() - t_up
-                if not self._failed_attempt(ctx, d, exc):
-                    raise
-                continue
-            ctx.upstream_s += time.perf_counter() - t_up
-            ctx.deployment = d
-            return result
-        raise AllCandidatesFailedError(ctx.attempts)
+        """`call` each candidate in order until one answers (routing/router.py)."""
+        d, result, _slot = await self.router.first_success(ctx, order, call)
+        ctx.deployment = d
+        return result
 
     async def _call(self, ctx: _Call, order: list[Deployment]) -> Completed:
         def call(d: Deployment) -> Awaitable[ChatResult]:
@@ -497,52 +517,31 @@ class Gateway:
         return Embedded(orjson.dumps(data), receipt, ctx.decision)
 
     async def _call_stream(self, ctx: _Call, order: list[Deployment]) -> Streaming:
-        for d in order:
-            body = self._upstream_body(ctx, d)
-            limit = self._limits.get(d.name)
-            t_up = time.perf_counter()
-            if limit is not None:
-                await limit.acquire()
-            stream: ChatStream | None = None
+        async def open_first(d: Deployment) -> tuple[ChatStream, list[StreamEvent]]:
+            stream = await self.providers[d.name].open_stream(self._upstream_body(ctx, d))
             try:
-                stream = await self.providers[d.name].open_stream(body)
                 # Fallback stays possible until the first event: pull it before committing.
                 first = await anext(aiter(stream))
                 first[0].data  # noqa: B018 - parse the first event once: malformed -> fallback
-            except (UpstreamError, StopAsyncIteration, ValueError) as exc:
-                ctx.upstream_s += time.perf_counter() - t_up
-                if limit is not None:
-                    limit.release()
-                if stream is not None:
-                    await stream.aclose()
-                if isinstance(exc, StopAsyncIteration):
-                    exc = UpstreamProtocolError("upstream stream ended without any event", deployment=d.name)
-                elif isinstance(exc, ValueError):
-                    exc = UpstreamProtocolError("upstream sent a malformed stream event", deployment=d.name)
-                if not self._failed_attempt(ctx, d, exc):
-                    raise exc from None
-                continue
+            except StopAsyncIteration:
+                await stream.aclose()
+                raise UpstreamProtocolError("upstream stream ended without any event", deployment=d.name) from None
+            except ValueError:
+                await stream.aclose()
+                raise UpstreamProtocolError("upstream sent a malformed stream event", deployment=d.name) from None
             except BaseException:
-                if limit is not None:
-                    limit.release()
-                if stream is not None:
-                    await stream.aclose()
+                await stream.aclose()
                 raise
-            ctx.upstream_s += time.perf_counter() - t_up
-            ctx.ttft_s = time.perf_counter() - ctx.t0
-            ctx.deployment = d
-            restorer = self._restorer(ctx, d)
-            return Streaming(
-                self, ctx, stream, first, self._receipt(ctx, d), ctx.decision, limit,
-                StreamRestoration(restorer) if restorer is not None else None,
-            )
-        raise AllCandidatesFailedError(ctx.attempts)
+            return stream, first
 
-    def _failed_attempt(self, ctx: _Call, d: Deployment, exc: UpstreamError) -> bool:
-        """Note a failed attempt; True if the next candidate may be tried."""
-        exc.deployment = d.name
-        ctx.attempts.append(exc)
-        return exc.retryable
+        d, (stream, first), slot = await self.router.first_success(ctx, order, open_first, hold=True)
+        ctx.ttft_s = time.perf_counter() - ctx.t0
+        ctx.deployment = d
+        restorer = self._restorer(ctx, d)
+        return Streaming(
+            self, ctx, stream, first, self._receipt(ctx, d), ctx.decision, slot,
+            StreamRestoration(restorer) if restorer is not None else None,
+        )
 
     def _receipt(self, ctx: _Call, d: Deployment) -> Receipt:
         overhead = (time.perf_counter() - ctx.t0 - ctx.upstream_s) * 1000.0

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import InvalidRequestError
 from .types import ChatRequest
 
-_TIERGATE_METADATA_KEYS = ("privacy", "constraints", "strategy")
+_TIERGATE_METADATA_KEYS = ("privacy", "constraints", "strategy", "auto_route")
 
 
 class _Open(BaseModel):
@@ -161,6 +161,8 @@ def _with_tiergate_metadata(body: dict[str, Any], *, stream: bool) -> ChatReques
             constraints = dict(c)
         if "strategy" in meta:
             constraints["strategy"] = meta.pop("strategy")
+        if "auto_route" in meta:
+            constraints["auto_route"] = meta.pop("auto_route") is True
         body = dict(body)
         if meta:
             body["metadata"] = meta

@@ -57,7 +57,7 @@ def _world_config(sims: dict[str, Sim]) -> dict[str, Any]:
         "server": {"max_body_mb": 1},
         "privacy": {"default_level": "PUBLIC"},
         "deployments": [
-            deployment("local-a", sims["local"], "local", capabilities=["tools", "json"]),
+            deployment("local-a", sims["local"], "local", capabilities=["tools", "json", "vision"]),
             deployment("sovereign-a", sims["sovereign"], "sovereign", tier="III"),
             deployment("cloud-a", sims["cloud"], "cloud", tier="I", price={"input": 0.15, "output": 0.6}),
             deployment("bad-500", sims["bad500"], "local"),

@@ -9,6 +9,7 @@ from tiergate.errors import (
     UpstreamTimeoutError,
 )
 from tiergate.privacy.levels import PrivacyLevel, may_reach, parse_level
+from tiergate.routing.constraints import RequestNeeds, check
 from tiergate.routing.eligible import split_eligible
 
 
@@ -29,11 +30,16 @@ def test_levels_and_aliases() -> None:
 def test_eligibility_by_location_then_constraints() -> None:
     ds = [_d("l", "local", latency_ms=900), _d("s", "sovereign", latency_ms=100), _d("c", "cloud", price={"input": 100, "output": 100})]
     body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
-    ok, out = split_eligible(ds, PrivacyLevel.SENSITIVE, body, {"max_latency_ms": 500})
-    assert [d.name for d in ok] == ["s"]
-    assert [(e.deployment, e.kind) for e in out] == [("l", "constraint"), ("c", "privacy")]
-    ok, out = split_eligible(ds, PrivacyLevel.PUBLIC, body, {"max_cost": 0.001})
-    assert [d.name for d in ok] == ["l", "s"] and out[0].deployment == "c"
+    ok, out = split_eligible(ds, PrivacyLevel.SENSITIVE)
+    assert [d.name for d in ok] == ["l", "s"] and [(e.deployment, e.kind) for e in out] == [("c", "privacy")]
+    needs = RequestNeeds.from_body(body, {"max_latency_ms": 500})
+    assert [d.name for d in ok if check(d, needs) is None] == ["s"]
+    ok, out = split_eligible(ds, PrivacyLevel.PUBLIC)
+    needs = RequestNeeds.from_body(body, {"max_cost": 0.001})
+    assert [d.name for d in ok if check(d, needs) is None] == ["l", "s"]
+    assert "max_cost" in (check(ds[2], needs) or "")
+    ok, out = split_eligible(ds, PrivacyLevel.PUBLIC, ("AZ",))
+    assert ok == [] and all("allowed_residencies" in e.reason for e in out)
 
 
 def test_status_mapping() -> None:

@@ -44,9 +44,13 @@ DEFAULT_ACTIONS: dict[str, str] = {
     **{t: "pseudonymize" for t in ("EMAIL", "PHONE", "PERSON", "ADDRESS", "IP_ADDRESS", "DATE_OF_BIRTH")},
 }
 _RAISES = {"route_local": PrivacyLevel.PRIVATE, "route_sovereign": PrivacyLevel.SENSITIVE}
-# Texts up to this size are scanned on the event loop (well under a millisecond); larger ones in
-# a worker thread, bounded by the detection timeout.
-_INLINE_CHARS = 32_000
+# Texts up to this size are scanned on the event loop (about a millisecond); larger ones in a
+# worker thread, bounded by the detection timeout, so one big prompt does not stall the others.
+_INLINE_CHARS = 8_000
+# Recently scanned texts (system prompts, conversation history resent every turn) are not
+# scanned again: a bounded map from the text to its spans, oldest dropped first.
+_CACHE_ENTRIES = 4096
+_CACHE_MAX_CHARS = 64_000
 
 
 class DetectorFailure(Exception):
@@ -86,6 +90,7 @@ class PrivacyEngine:
         self.actions.update(cfg.actions)
         self._detector = detector
         self._timeout = cfg.detection_timeout_ms / 1000.0
+        self._seen: dict[str, list[Entity]] = {}
 
     @property
     def detector(self) -> Any:
@@ -125,7 +130,28 @@ class PrivacyEngine:
 
     def _scan(self, texts: list[str]) -> dict[str, list[Entity]]:
         scan = self.detector.scan
-        return {t: spans for t in texts if (spans := scan(t))}
+        seen = self._seen
+        found: dict[str, list[Entity]] = {}
+        for t in texts:
+            spans = seen.get(t)
+            if spans is None:
+                spans = scan(t)
+                if len(t) <= _CACHE_MAX_CHARS:
+                    if len(seen) >= _CACHE_ENTRIES:
+                        del seen[next(iter(seen))]
+                    seen[t] = spans
+            if spans:
+                found[t] = spans
+        return found
+
+    def warm_up(self) -> None:
+        """Build the detector now (its name lists take tens of milliseconds to load), so the
+        first request does not pay for it."""
+        if self.cfg.detection:
+            try:
+                self.detector.scan("warm-up")
+            except Exception as exc:  # noqa: BLE001 - requests will fail closed; say so now
+                log.error("privacy detector failed to start (%s); requests will fail closed", type(exc).__name__)
 
     def _failed(self, why: str) -> Inspection:
         return Inspection(

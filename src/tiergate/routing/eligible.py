@@ -1,7 +1,7 @@
-"""Eligibility: the deployments a request may reach, and why each other one was excluded.
-
-Privacy comes first and is absolute (location against the request's level); then the request's
-constraints (expected latency, predicted cost). The reasons are part of the decision trace.
+"""Eligibility by privacy: the deployments a request may reach, and why each other one was
+excluded. Privacy comes first and is absolute (location against the request's level, residency
+against the allow-list); the request's constraints follow in `routing/constraints.py`. The
+reasons are part of the decision trace.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DEFAULT_MAX_TOKENS_FOR_ESTIMATE = 1024
 class Exclusion:
     deployment: str
     reason: str
-    kind: str  # "privacy" | "constraint"
+    kind: str  # "privacy" | "constraint" | "unavailable"
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
@@ -45,14 +45,11 @@ def predicted_cost(d: Deployment, prompt_tokens: int, max_tokens: int) -> Decima
 def split_eligible(
     candidates: Sequence[Deployment],
     level: PrivacyLevel,
-    body: dict[str, Any],
-    constraints: dict[str, Any],
     allowed_residencies: Sequence[str] = (),
 ) -> tuple[list[Deployment], list[Exclusion]]:
+    """Privacy: the deployments whose location the level may reach (and, when an allow-list is
+    configured, whose residency is on it). Constraints come after (routing/constraints.py)."""
     allowed = ALLOWED_LOCATIONS[level]
-    max_latency = constraints.get("max_latency_ms")
-    max_cost = constraints.get("max_cost")
-    prompt_tokens = -1
     eligible: list[Deployment] = []
     excluded: list[Exclusion] = []
     for d in candidates:
@@ -76,32 +73,5 @@ def split_eligible(
                 )
             )
             continue
-        if max_latency is not None and d.latency_ms is not None and d.latency_ms > float(max_latency):
-            excluded.append(
-                Exclusion(
-                    d.name,
-                    f"{d.name} expects {d.latency_ms:g} ms > max_latency_ms {max_latency}",
-                    "constraint",
-                )
-            )
-            continue
-        if max_cost is not None:
-            if prompt_tokens < 0:
-                prompt_tokens = estimate_prompt_tokens(body)
-            out = int(
-                body.get("max_completion_tokens")
-                or body.get("max_tokens")
-                or DEFAULT_MAX_TOKENS_FOR_ESTIMATE
-            )
-            cost = predicted_cost(d, prompt_tokens, out)
-            if cost > Decimal(str(max_cost)):
-                excluded.append(
-                    Exclusion(
-                        d.name,
-                        f"{d.name} predicted cost ${cost:.6f} > max_cost ${max_cost}",
-                        "constraint",
-                    )
-                )
-                continue
         eligible.append(d)
     return eligible, excluded

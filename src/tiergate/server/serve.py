@@ -130,7 +130,7 @@ async def run_worker(settings: Settings, host: str, port: int, *, reuse_port: bo
         store, flush_interval_ms=settings.store.flush_interval_ms, batch_size=settings.store.batch_size
     )
     writer.start()
-    gateway = Gateway(settings, log_writer=writer)
+    gateway = Gateway(settings, log_writer=writer, store=store)
     await gateway.start()
     app = build_app(gateway, store=store)
     grace = settings.server.shutdown_grace_s
