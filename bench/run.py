@@ -493,6 +493,14 @@ class Direct(Target):
 class Tiergate(Target):
     name = "tiergate"
 
+    def __init__(self, nginx_port: int, config_text: str | None = None, label: str | None = None):
+        """config_text/label: another config (NGINX_PORT filled in the same way) and a name for its
+        log, config and SQLite files; bench/privacy_speed.py runs detection on vs off with them."""
+        super().__init__(nginx_port)
+        self.config_text = config_text
+        if label:
+            self.name = label
+
     def versions(self) -> dict:
         v = {}
         try:
@@ -510,13 +518,16 @@ class Tiergate(Target):
     def start(self) -> subprocess.Popen:
         if not TIERGATE_BIN.exists():
             raise RuntimeError(f"{TIERGATE_BIN.relative_to(ROOT)} not found (make install)")
-        cfg = WORK / "tiergate-bench.yaml"
-        cfg.write_text((BENCH / "tiergate-bench.yaml").read_text().replace("NGINX_PORT", str(self.nginx_port)))
+        custom = self.config_text is not None
+        cfg = WORK / (f"{self.name}.yaml" if custom else "tiergate-bench.yaml")
+        text = self.config_text if custom else (BENCH / "tiergate-bench.yaml").read_text()
+        cfg.write_text(text.replace("NGINX_PORT", str(self.nginx_port)))
+        db = f"{self.name}.db" if custom else "tiergate-bench.db"
         for suffix in ("", "-wal", "-shm"):
-            (WORK / f"tiergate-bench.db{suffix}").unlink(missing_ok=True)
+            (WORK / f"{db}{suffix}").unlink(missing_ok=True)
         env = dict(os.environ, TIERGATE_MASTER_KEY=MASTER_KEY)
         return start_process(
-            "tiergate",
+            self.name,
             [str(TIERGATE_BIN), "serve", "--config", str(cfg.relative_to(ROOT)), "--workers", "2", "--port", str(self.port)],
             env=env,
         )
@@ -656,10 +667,14 @@ def verify(t: Target, variant: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def wrk(t: Target, variant: str, conns: int, duration: float) -> dict:
+def wrk(t: Target, variant: str, conns: int, duration: float, script: Path | None = None,
+        extra_env: dict | None = None) -> dict:
+    """script/extra_env: another wrk script and its settings (bench/privacy_speed.py sends its own
+    request bodies with them); by default bench/wrk/chat.lua."""
     stream = variant.endswith("sse")
     env = dict(
         os.environ,
+        **(extra_env or {}),
         BENCH_MODEL=t.model(variant),
         BENCH_STREAM="1" if stream else "0",
         BENCH_AUTH=MASTER_KEY,
@@ -667,7 +682,7 @@ def wrk(t: Target, variant: str, conns: int, duration: float) -> dict:
         BENCH_EXPECT="[DONE]" if stream else FIXTURE_TEXT,
     )
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, int(round(duration)))}s", "--timeout", "10s", "--latency",
-           "-s", str(BENCH / "wrk" / "chat.lua"), f"http://127.0.0.1:{t.port}{t.path(variant)}"]
+           "-s", str(script or BENCH / "wrk" / "chat.lua"), f"http://127.0.0.1:{t.port}{t.path(variant)}"]
     r = run(cmd, duration + 60, env=env)
     m = re.search(r"^BENCHJSON (\{.*\})$", r.stdout, re.M)
     if r.returncode != 0 or not m:
@@ -681,16 +696,17 @@ def upstream_requests(nginx_port: int) -> int:
     return int(data.decode().splitlines()[2].split()[2])
 
 
-def measure_cell(t: Target, variant: str, conns: int, duration: float, warmup: float) -> dict:
+def measure_cell(t: Target, variant: str, conns: int, duration: float, warmup: float,
+                 script: Path | None = None, extra_env: dict | None = None) -> dict:
     if warmup > 0:
-        wrk(t, variant, conns, warmup)
+        wrk(t, variant, conns, warmup, script, extra_env)
     root = t.proc.pid if t.proc else None
     nginx_pid = NGINX_PID if NGINX_PID and NGINX_PID != root else None
     up0 = upstream_requests(t.nginx_port)
     ngx0 = cpu_seconds(nginx_pid) if nginx_pid else 0.0
     busy0, wrk0 = machine_busy_seconds(), children_cpu_seconds()
     cpu0 = cpu_seconds(root) if root else None
-    w = wrk(t, variant, conns, duration)
+    w = wrk(t, variant, conns, duration, script, extra_env)
     cpu1 = cpu_seconds(root) if root else None
     busy1, wrk1 = machine_busy_seconds(), children_cpu_seconds()
     ngx1 = cpu_seconds(nginx_pid) if nginx_pid else 0.0
