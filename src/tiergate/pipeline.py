@@ -28,6 +28,7 @@ import base64
 import struct
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping, TypeVar
 
 import orjson
@@ -108,9 +109,10 @@ class Receipt:
     overhead_ms: float
     fallbacks: int = 0
     transform: str = "none"
+    cost_usd: Decimal | None = None  # known for complete answers (not for streams: sent first)
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "x-tiergate-transform": self.transform,
             "x-request-id": self.request_id,
             "x-tiergate-deployment": self.deployment,
@@ -120,6 +122,9 @@ class Receipt:
             "x-tiergate-overhead-ms": f"{self.overhead_ms:.3f}",
             "x-tiergate-fallbacks": str(self.fallbacks),
         }
+        if self.cost_usd is not None:
+            out["x-tiergate-cost-usd"] = f"{self.cost_usd:.8f}"
+        return out
 
 
 @dataclass(slots=True)
@@ -487,6 +492,7 @@ class Gateway:
             result = restore_result(result, restorer)
         receipt = self._receipt(ctx, d)
         usage = result.usage or _estimate_usage(ctx.req.body, result)
+        receipt.cost_usd = predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
         self._record(
             ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms,
             response_body=result.raw.decode("utf-8", "replace") if self._log_bodies else None,
@@ -554,8 +560,7 @@ class Gateway:
         self, ctx: _Call, status: int, *, usage: Usage | None = None, error_code: str | None = None,
         overhead_ms: float | None = None, response_body: str | None = None,
     ) -> None:
-        if self.log_writer is None:
-            return
+        """settle and record: the outcome into the learning statistics and the request log."""
         now = time.perf_counter()
         d = ctx.deployment
         total_ms = (now - ctx.t0) * 1000.0
@@ -563,6 +568,10 @@ class Gateway:
         cost = None
         if usage is not None and d is not None:
             cost = predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
+        if d is not None and status != 499:  # a client that went away says nothing of d
+            self.router.learn(ctx.request_id, d, ctx.task_class, status < 400, upstream_ms, float(cost or 0))
+        if self.log_writer is None:
+            return
         self.log_writer.submit(
             RequestLogRecord(
                 id=ctx.request_id,

@@ -189,6 +189,44 @@ async def list_models(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(payload), content_type=_JSON, headers={"x-request-id": rid})
 
 
+async def feedback(request: web.Request) -> web.Response:
+    """`POST /v1/feedback {"request_id", "score" (0..1), "comment"?}`: a user's verdict on an
+    answer, into the learning statistics of the deployment that gave it."""
+    from ..routing.learning import UnknownRequest
+
+    rid = new_request_id()
+    gateway = request.app[GATEWAY_KEY]
+    headers = request.headers
+    try:
+        gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            raise InvalidRequestError("'request_id' must be a string (an x-request-id)", param="request_id")
+        score = body.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise InvalidRequestError("'score' must be a number from 0 to 1", param="score")
+        comment = body.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            raise InvalidRequestError("'comment' must be a string", param="comment")
+        learner = gateway.router.learner
+        if learner is None:
+            raise InvalidRequestError("learning is off (routing.learning: false)", code="learning_disabled")
+        try:
+            result = await learner.feedback(body["request_id"], float(score), comment=comment)
+        except UnknownRequest:
+            raise GatewayError(
+                f"no request {body['request_id']!r} is known to this gateway", param="request_id",
+                code="request_not_found", status=404,
+            ) from None
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), param="score", status=422) from None
+    except GatewayError as exc:
+        return error_response(exc, rid)
+    payload = {"ok": True, "request_id": result.request_id, "deployment": result.deployment,
+               "duplicate": result.duplicate}
+    return web.Response(body=orjson.dumps(payload), content_type=_JSON, headers={"x-request-id": rid})
+
+
 async def health(request: web.Request) -> web.Response:
     rid = new_request_id()
     return web.Response(body=b'{"status":"ok"}', content_type=_JSON, headers={"x-request-id": rid})
@@ -211,6 +249,10 @@ async def ready(request: web.Request) -> web.Response:
             deployments[name] = {
                 "ok": probe.ok, "latency_ms": probe.latency_ms, "error": probe.error, "models": probe.models,
             }
+    circuits = gateway.router.health.snapshot()
+    for name, entry in deployments.items():
+        if name in circuits:
+            entry["circuit"] = circuits[name].get("state")
     usable = any(v["ok"] for v in deployments.values())
     ok = store_ok and usable
     body = {"status": "ready" if ok else "not_ready", "store": store_ok, "deployments": deployments}
@@ -229,6 +271,7 @@ def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: i
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/feedback", feedback)
     app.router.add_post("/embeddings", embeddings)
     from .anthropic_api import count_tokens, messages  # Anthropic-compatible inbound API
 
