@@ -7,6 +7,7 @@ settings and calls into the package.
     tiergate simulate   a simulated upstream (local | sovereign | cloud; any wire format)
     tiergate explain    the routing decision for a request, without calling any upstream
     tiergate privacy scan   detect personal data and secrets in JSON Lines texts
+    tiergate report     per deployment, group and experiment arm: requests, spend, latency, errors
 """
 
 from __future__ import annotations
@@ -269,6 +270,37 @@ def explain(
         raise typer.Exit(1) from None
     assert isinstance(outcome, Explained)
     console.print_json(json.dumps(outcome.decision.to_dict()))
+
+
+@app.command()
+def report(
+    days: Annotated[int, typer.Option(help="the last N days")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of tables")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Requests, tokens, spend, latency (average, p95), error rate and feedback per deployment,
+    per model group and per experiment arm, from the request log."""
+    from .report import build_report
+    from .store import Store
+
+    settings = _load(config)
+
+    async def run() -> Any:
+        store = await Store.open(settings.store.url)
+        try:
+            return await build_report(store, days, settings=settings)
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+    if as_json:
+        console.print_json(json.dumps(result.to_json(), default=str))
+    elif as_csv:
+        sys.stdout.write(result.to_csv())
+    else:
+        for table in result.to_table():
+            console.print(table)
 
 
 privacy_app = typer.Typer(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import clean_env, deployment, start_sim
+from tests.support import MASTER_KEY, clean_env, deployment, http_json, start_gateway, start_sim
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -91,3 +91,28 @@ def test_privacy_scan_streams_jsonl_and_survives_bad_lines(tmp_path: Path) -> No
     assert "not JSON" in out[1]["error"] and out[1]["line"] == 2
     assert "'text' must be a string" in out[2]["error"]
     assert out[3]["entities"] == []  # order numbers and versions are not personal data
+
+
+def test_report_reads_the_request_log(tmp_path: Path) -> None:
+    sim = start_sim(tmp_path, "local")
+    gw = start_gateway(tmp_path, {
+        "deployments": [deployment("office", sim, "local", price={"input": 1, "output": 2})],
+        "model_groups": {"assistant": ["office"]},
+    })
+    try:
+        for _ in range(3):
+            status, _, _ = http_json("POST", f"{gw.url}/chat/completions",
+                                     {"model": "assistant", "messages": [{"role": "user", "content": "hi"}]},
+                                     {"authorization": f"Bearer {MASTER_KEY}"})
+            assert status == 200
+    finally:
+        gw.stop()  # flushes the request log
+        sim.stop()
+    r = _run(["report", "--json", "--config", str(gw.config_path)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    office = next(row for row in data["deployments"] if row["deployment"] == "office")
+    assert office["requests"] == 3 and office["error_rate"] == 0
+    assert next(row for row in data["groups"] if row["model_group"] == "assistant")["requests"] == 3
+    table = _run(["report", "--config", str(gw.config_path)], tmp_path)
+    assert table.returncode == 0 and "office" in table.stdout
