@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tiergate.privacy import patterns
 from tiergate.privacy.detector import CustomRecognizer, Detector, default_detector, resolve
 from tiergate.privacy.entities import STRUCTURED_TYPES, Entity
 
@@ -293,3 +294,38 @@ def test_entity_reason_never_contains_value() -> None:
     text = "FİN 5ZJ8K2L, sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z, ivan@mail.ru, ИНН 7707083893"
     for e in DETECTOR.scan(text):
         assert e.reason and text[e.start : e.end] not in e.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Formats and context added after the evaluation's development half
+
+
+def test_phone_inside_an_extra_pair_of_brackets() -> None:
+    """An outer bracket around a number is punctuation, not part of it (and not unbalanced)."""
+    assert ("PHONE", "+44 7911 204518") in found("Ask our agent Tom (+44 7911 204518) tomorrow.")
+    assert ("PHONE", "(022) 455-17-30") in found("Manager Elvin ((022) 455-17-30) is on leave.")
+    assert ("PHONE", "(0312) 447 2190") in found("Müdür ((0312) 447 2190), pazartesi.")
+
+
+def test_snils_written_with_spaces_only() -> None:
+    assert ("RU_SNILS", "204 207 858 27") in found("СНИЛС 204 207 858 27, проверьте.")
+    assert ("RU_SNILS", "369 122 881 01") in found("Employee SNILS: 369 122 881 01")
+    assert not any(k == "RU_SNILS" for k, _ in found("Reference 204 207 858 28 in the archive."))
+
+
+def test_context_words_are_matched_at_word_starts_only() -> None:
+    """`ContextWords` finds a word by its first characters, then confirms it with the regex."""
+    phone = patterns.CONTEXT["PHONE"]
+    assert phone.search("call me at \x00") is not None
+    assert phone.search("мой телефону: \x00") is not None  # inflected long word
+    assert phone.search("recall the order \x00") is None  # "call" inside a word
+    assert phone.search("telegram channel \x00") is None  # "tel" must end there
+    assert patterns.NEGATIVE.search("invoice no. ") is not None
+    assert patterns.VERSION.search("release ") is not None
+
+
+def test_config_secrets_found_from_the_key_before_the_sign() -> None:
+    """Only signs after a secret-sounding key are looked at; keys aligned with blanks still count."""
+    assert ("SECRET", "Zx81-kq2!mw") in found("db_password   =   Zx81-kq2!mw")
+    assert ("SECRET", "t0ken-9981-abc") in found('{"clientSecret": "t0ken-9981-abc"}')
+    assert not any(k == "SECRET" for k, _ in found("limit: 100, timeout=30, note: see above"))

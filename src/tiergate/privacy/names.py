@@ -20,6 +20,11 @@ Span conventions (documented choices):
   ", mənzil 7" are inside; a city or country name alone is not an address.
 - A birth date span is the date itself (with a Russian "г."/"года" after it), and only a date
   that a birth context ("doğum tarixi", "дата рождения", "DOB", "born", "doğulub" ...) names.
+  A month and year ("born in May 1990") count; a year alone only right next to a birth word
+  ("1978 doğumlu", "1985-ci il təvəllüdlü", "1964 г.р.", "born in 1978").
+- A street alone, without a house number, district, city or postal code next to it, is a
+  landmark ("the office on Nizami Street"), not an address, unless an address label
+  ("ünvan", "адрес", "address") comes right before it.
 """
 
 from __future__ import annotations
@@ -224,6 +229,20 @@ _TRIGGER_LAST_WORDS = frozenset(
     p.rstrip(":-. ").rsplit(" ", 1)[-1] for p in _TRIGGER_STRONG + _LABEL_STRONG + _TRIGGER_WEAK
 )
 
+
+def _lower_spellings(folded: str) -> set[str]:
+    """Every `str.lower()` form of a word whose `_fold` is `folded`: `i` may be `ı` or, from
+    "İ", `i` + combining dot; `е` may be `ё`; `'` may be `’`. Lets a hot path test
+    `word.lower() in ...` instead of folding each word."""
+    options = {"i": ("i", "ı", "i\u0307"), "е": ("е", "ё"), "'": ("'", "’")}
+    out = {""}
+    for ch in folded:
+        out = {v + c for v in out for c in options.get(ch, (ch,))}
+    return out
+
+
+_TRIGGER_LAST_LOWER = frozenset(v for w in _TRIGGER_LAST_WORDS for v in _lower_spellings(w))
+
 # Words after a capitalised run (their first two letters gate the look at the next word) that make it a street, a place or an institution, not a person.
 _STREET_AFTER = frozenset(
     _fold(w)
@@ -243,15 +262,47 @@ _AREA_AFTER = frozenset(
 _INSTITUTION_AFTER = frozenset(
     _fold(w)
     for w in (
-        "adına metro metrosu stansiyası parkı park universiteti üniversitesi məktəbi okulu "
+        "metro metrosu stansiyası parkı park universiteti üniversitesi məktəbi okulu "
         "xəstəxanası hastanesi muzeyi müzesi meydanı limanı hava prospekti"
     ).split()
 )
-_AFTER_BIGRAMS = frozenset(
-    v
-    for w in _STREET_AFTER | _AREA_AFTER | _INSTITUTION_AFTER | _TITLE_AFTER
-    for v in (w[:2], w[:2].replace("i", "ı"))
+# Stems of the same words under any case ending ("prospektindəki", "küçəsinə", "rayonundakı").
+_STREET_STEMS = tuple(_fold(w) for w in "küçə prospekt bulvar caddes sokağ döngə şosse".split())
+_AREA_STEMS = tuple(_fold(w) for w in "rayon şəhər qəsəbə kənd massiv məhəllə mikrorayon mahalle".split())
+
+
+def _after_kind(word: str) -> str:
+    """'street', 'area' (also institutions) or '' for the folded word after a capitalised run."""
+    if word in _STREET_AFTER or (len(word) > 5 and word.startswith(_STREET_STEMS)):
+        return "street"
+    if word in _AREA_AFTER or word in _INSTITUTION_AFTER or (len(word) > 5 and word.startswith(_AREA_STEMS)):
+        return "area"
+    return ""
+
+
+def _dotless_variants(prefix: str) -> set[str]:
+    """`prefix` with each `i` also written `ı` (the lists are folded, the text is not)."""
+    out = {""}
+    for ch in prefix:
+        out = {v + c for v in out for c in ((ch, "ı") if ch == "i" else (ch,))}
+    return out
+
+
+_AFTER_WORDS = _STREET_AFTER | _AREA_AFTER | _INSTITUTION_AFTER | _TITLE_AFTER | {"adina"}
+# Gate on the characters right after a run (its next word is never capitalised, or it would
+# belong to the run): the first three letters of a place or title word, or a word of one or two
+# letters ("pr", "ул", "ş."). Three letters, not two: "you", "and", "but" no longer pass.
+_AFTER_GATE3 = frozenset(v for w in _AFTER_WORDS if len(w) >= 3 for v in _dotless_variants(w[:3]))
+_AFTER_GATE2 = frozenset(
+    v for w in _AFTER_WORDS if len(w) < 3 for v in ({w} if len(w) == 2 else {w + c for c in ". ,;\t-"})
 )
+
+
+def _after_gate(text: str, e: int) -> bool:
+    """Could the word after the run ending at `e` be a street, area, institution or title word?"""
+    return text[e : e + 1] == " " and (text[e + 1 : e + 4] in _AFTER_GATE3 or text[e + 1 : e + 3] in _AFTER_GATE2)
+
+
 _STREET_WORDS = frozenset(  # capitalised street words ending a run: "Atatürk Caddesi", "Baker Street"
     _fold(w)
     for w in (
@@ -260,6 +311,21 @@ _STREET_WORDS = frozenset(  # capitalised street words ending a run: "Atatürk C
         "Terrace Close Crescent Highway Hwy Parkway Pkwy Row Gardens Улица Проспект Переулок Шоссе"
     ).split()
 )
+# Capitalised words that end the name of an institution, a brand or a place named after
+# someone ("Heydər Əliyev Mərkəzi", "Atatürk Havalimanı", "Ayşe Teyze Çiftliği"): the words
+# before them are no person.
+_INSTITUTION_WORDS = frozenset(
+    _fold(w)
+    for w in (
+        "Mərkəzi Merkezi Center Centre Центр Universiteti Üniversitesi University Университет "
+        "Institute İnstitutu Enstitüsü Институт Muzeyi Müzesi Museum Музей Parkı Park Парк "
+        "Havalimanı Hava Airport Аэропорт Hastanesi Xəstəxanası Hospital Больница Çiftliği Fermer "
+        "Holding Şirkəti Şirketi Company Corporation Corp Inc Ltd LLC Group Qrupu Grubu Bankı Bank "
+        "Stadionu Stadium Стадион Teatrı Tiyatrosu Theatre Theater Театр Kitabxanası Library "
+        "Məscidi Camii Mosque Oteli Hotel Отель Foundation Fondu Vakfı Фонд"
+    ).split()
+)
+
 # Russian keywords before a street or town name: "ул. Ленина", "г. Москва".
 _PREFIX_BEFORE = re.compile(
     r"(?<![^\W\d_])(?:(?P<street>(?:ул|пр|просп|пер|наб|пл|мкр|ш)\.|улиц[аеу]|пр-т|проспект[еу]?|переул(?:ок|ке)|б-р|бульвар[еу]?"
@@ -282,9 +348,14 @@ _RU_ENDINGS = ("ой", "ей", "ом", "ем", "ою", "ею", "а", "я", "у",
 _SURNAME_STRONG = re.compile(
     r"^.{3,}(?:[oe]v|[oe]va|zadə|zade|oğlu|oglu|enko|ishvili|shvili|dze|yan|skiy|skaya)"
     r"(?:a|ə|u|ü|un|ün|in|i|da|də|dan|dən|la|lə|nin|nun|nün|ya|yə|ni|nu|nü|dir|dur)?$"
-    r"|^.{2,}(?:[оеё]в(?:а|у|ым|ом|е|ой|ою|ых|ы)?|[сц]к(?:ий|ого|ому|им|ом|ая|ой|ую)|енко|швили|дзе|ян)$"
+    r"|^.{2,}(?:[оеё]в(?:а|у|ым|ом|е|ой|ою|ых|ы)?|енко|швили|дзе|ян)$"
 )
-_SURNAME_WEAK = re.compile(r"^.{3,}(?:in|ina|yn|li|lu|lü|ski|sky|er)$|^.{2,}(?:ин|ын)(?:а|у|ым|ой|е)?$")
+# "-ский"/"-цкий" is a surname ("Вишневский") and just as often a proper adjective ("Турецкий
+# гражданин", "в Краснодарском крае"), so it is only a weak surname ending.
+_SURNAME_WEAK = re.compile(
+    r"^.{3,}(?:in|ina|yn|li|lu|lü|ski|sky|er)$|^.{2,}(?:ин|ын)(?:а|у|ым|ой|е)?$"
+    r"|^.{2,}[сц]к(?:ий|ого|ому|им|ом|ая|ой|ую)$"
+)
 _PATRONYMIC = re.compile(
     r"^.{2,}(?:ovich|evich|ovna|evna|ovic|evic|ichna|ovych|ivna)$"
     r"|^.{2,}(?:[оеё]вич|[оеё]вн[аыеуо]|ичн[аыеуо]|ьич|ич)(?:а|у|ем|е|ой|ей)?$"
@@ -380,6 +451,8 @@ def _classify(token: str) -> str:
         return "R"
     if len(token) <= 4 and token.isupper():
         return "X"  # an acronym: DOB, FIN, API, USA
+    if f in _INSTITUTION_WORDS:
+        return "N"
     if "." in f:  # "S.Vurğun": initials glued to a word
         f = f.rsplit(".", 1)[1]
     if f in _NOT_NAMES or f in _PLACES:
@@ -394,6 +467,8 @@ def _classify(token: str) -> str:
         return "S"
     if _SURNAME_WEAK.match(f):
         return "W"
+    if token.isupper():
+        return "X"  # an unknown word in capitals is an acronym (SNILS, ASAN), not a name
     return "U"
 
 
@@ -458,8 +533,19 @@ def _trigger(text: str, start: int) -> int:
 def _after_trigger_word(text: str, s: int) -> bool:
     """Is the word before `s` the last word of a trigger ("Mr", "patient", "name:")? An unknown
     capitalised word is a name only then."""
-    raw = text[max(0, s - 24) : s].rstrip(" \t:,.-–")
-    return _fold(raw[raw.rfind(" ") + 1 :]) in _TRIGGER_LAST_WORDS
+    raw = text[s - 24 if s > 24 else 0 : s].rstrip(" \t:,.-–")
+    return raw[raw.rfind(" ") + 1 :].lower() in _TRIGGER_LAST_LOWER
+
+
+def _has_prefix(text: str, s: int) -> bool:
+    """A Russian street/town keyword or "metro" right before `s` ("ул. Ленина")."""
+    return _maybe_prefix(text, s) and _PREFIX_BEFORE.search(text, max(0, s - 24), s) is not None
+
+
+# Last letters of the keywords `_PREFIX_BEFORE` knows: before a dot ("ул.", "пр.", "г.", "им.")
+# and without one ("улица", "проспекте", "город", "метро"). The gate below tests one character.
+_PREFIX_LAST_DOTTED = frozenset("лрпбшгсм")
+_PREFIX_LAST_PLAIN = frozenset("аеуткряьндои")
 
 
 def _maybe_prefix(text: str, s: int) -> bool:
@@ -471,10 +557,45 @@ def _maybe_prefix(text: str, s: int) -> bool:
         return False
     c = text[j]
     if c == ".":
-        c = text[j - 1] if j else ""
+        return j > 0 and text[j - 1] in _PREFIX_LAST_DOTTED
     if c == "o":
         return text[max(0, j - 4) : j + 1].lower() == "metro"
-    return "а" <= c <= "я"
+    return c in _PREFIX_LAST_PLAIN
+
+
+# Kinds of a lone capitalised word that is no name by itself: a stop word or place, an unknown
+# word or surname ending (a name only after a trigger word), an initial, a title or greeting
+# ("Hello", "Həkim"), an institution word.
+_QUIET_KINDS = frozenset("XUWItTHNM")
+
+
+_STOP_RUN = ("X", 0, False)
+
+
+def _stop_run(run: str) -> tuple[str, int, bool] | None:
+    """A run of several words that are all no names ("IBAN TR33", "Мой ИНН") counts as one stop
+    word (and is cached as one): it yields no person and, without a place word after it, no
+    address. Other runs: None."""
+    if "\t" in run:
+        return None
+    for raw in run.split(" "):
+        if raw and _info(raw)[0] != "X":
+            return None
+    if len(_INFO_CACHE) > 50_000:
+        _INFO_CACHE.clear()
+    _INFO_CACHE[run] = _STOP_RUN
+    return _STOP_RUN
+
+
+def _place_or_title_after(text: str, e: int) -> bool:
+    """Is the word after a run a street, area, institution or title word ("küçəsi", "bəy")?"""
+    if text[e : e + 1] != " ":
+        return False
+    nxt = _NEXT_WORD.match(text, e)
+    if nxt is None:
+        return False
+    after = _fold(nxt.group(1))
+    return bool(_after_kind(after)) or after in _TITLE_AFTER or after == "adina"
 
 
 class _Analysis:
@@ -500,14 +621,26 @@ def _analyse(text: str) -> _Analysis:
     result = _Analysis()
     cores: list[tuple[int, int, float]] = []
     cache = _INFO_CACHE
-    bigrams = _AFTER_BIGRAMS
+    quiet = _QUIET_KINDS
+    gate3, gate2 = _AFTER_GATE3, _AFTER_GATE2
     for m in _RUN.finditer(text):
-        info = cache.get(m.group())  # a single token seen before (multi-token runs are not cached)
-        if info is not None and info[0] in "XU":
+        run = m.group()
+        info = cache.get(run)  # a token seen before, or a run of stop words ("Мой ИНН")
+        if info is None and " " in run:
+            info = _stop_run(run)
+        if info is not None and info[0] in quiet:
             s, e = m.span()
-            if text[e + 1 : e + 3].lower() not in bigrams and not (s > 1 and text[s - 2].isdigit()):
-                if info[0] == "X" or not _after_trigger_word(text, s):
-                    continue  # "The", "Please", "Baku", "PostgreSQL": the common case, kept cheap
+            # `_after_gate`, inlined: this line runs for nearly every capitalised word
+            if not (
+                text[e : e + 1] == " "
+                and (text[e + 1 : e + 4] in gate3 or text[e + 1 : e + 3] in gate2)
+                and _place_or_title_after(text, e)
+            ):
+                kind = info[0]
+                if kind == "X" or not (
+                    _has_prefix(text, s) or (kind in "UW" and _after_trigger_word(text, s))
+                ):
+                    continue  # "The", "Please", "Baku", "Hello": the common case, kept cheap
         _classify_run(text, m.start(), m.end(), result.people, cores)
     if cores:
         _build_addresses(text, cores, result.addresses)
@@ -545,18 +678,23 @@ def _classify_run(
     if " " not in run and "\t" not in run:
         kind = _info(run)[0]
         if kind == "X" and not (s > 1 and text[s - 2].isdigit()):
-            if text[e : e + 1] != " " or text[e + 1 : e + 3].lower() not in _AFTER_BIGRAMS:
+            if not _after_gate(text, e):
                 return  # "The", "Please", "Baku" with nothing after: the common case, made cheap
     nxt = None
     after = ""
-    if text[e : e + 1] == " " and text[e + 1 : e + 3].lower() in _AFTER_BIGRAMS:
+    if _after_gate(text, e):
         nxt = _NEXT_WORD.match(text, e)
         after = _fold(nxt.group(1)) if nxt else ""
-    if nxt is not None and after in _STREET_AFTER:
-        cores.append((s, nxt.end(), 0.6))
-        return
-    if nxt is not None and (after in _AREA_AFTER or after in _INSTITUTION_AFTER):
-        cores.append((s, nxt.end(), 0.0))  # a district or city: an address part, never alone
+    place = _after_kind(after) if nxt is not None else ""
+    if after == "adina" and nxt is not None and _named_after(text, nxt.end()):
+        place = "area"
+    if place:
+        p = _place_start(run)
+        if p:  # "Orxan Nəsirlinin Quba rayonu": the possessor before the place is a person
+            _people_in_run(text, s, run[: p - 1], False, people, cores)
+        assert nxt is not None
+        # a district or city is an address part, never alone
+        cores.append((s + p, nxt.end(), 0.6 if place == "street" else 0.0))
         return
     before = _PREFIX_BEFORE.search(text, max(0, s - 24), s) if _maybe_prefix(text, s) else None
     if before:
@@ -568,6 +706,32 @@ def _classify_run(
     _people_in_run(text, s, run, after in _TITLE_AFTER, people, cores)
 
 
+_GENITIVE = ("nin", "nın", "nun", "nün")
+
+
+def _named_after(text: str, i: int) -> bool:
+    """"X adına" before a capitalised word names an institution after X ("Nizami adına
+    Ədəbiyyat Muzeyi"); before anything else it means "in X's name" ("Rəşad Əliyev adına
+    verilib"), so X stays a person."""
+    j = i
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    return j > i and j < len(text) and text[j].isupper()
+
+
+def _place_start(run: str) -> int:
+    """Where the place name of a run followed by "rayonu"/"küçəsi" starts: after the last word
+    in the genitive (a possessor: "Orxan Nəsirlinin Quba rayonu"), else at the run's start."""
+    cut = run.rfind(" ")
+    while cut > 0:
+        prev = run.rfind(" ", 0, cut)
+        word = run[prev + 1 : cut]
+        if len(word) > 5 and word.endswith(_GENITIVE):
+            return cut + 1
+        cut = prev
+    return 0
+
+
 def _people_in_run(
     text: str, s: int, run: str, title_after: bool, people: list[Entity], cores: list[tuple[int, int, float]]
 ) -> None:
@@ -576,6 +740,7 @@ def _people_in_run(
     trig = -1  # unknown until needed: only the first candidate can follow the text before the run
     at_start = True
     pos = s
+    prev = -1  # start of the previous token when it is a place name ("Bornova Mah.")
     for raw in run.replace("\t", " ").split(" "):
         if not raw:
             pos += 1
@@ -583,6 +748,7 @@ def _people_in_run(
         start = pos
         pos += len(raw) + 1
         kind, n, ends = _info(raw)
+        place, prev = prev, (start if kind == "X" and not ends else -1)
         if kind in "FASWPIU":
             if seg and kind in "FA" and _fold(raw[:n]) in _SURNAMES:
                 kind = "S"  # "Ayşe Yılmaz", "Elif Şahin": a second name that is also a surname
@@ -592,12 +758,15 @@ def _people_in_run(
                 seg[-1] = (seg[-1][0], seg[-1][1], "P")
                 seg.append((start, start + n, "M"))
         elif kind == "R":
-            if seg:
-                cores.append((seg[0][0], start + n, 0.5 if n <= 3 else 0.6))
+            if seg or place >= 0:
+                cores.append((seg[0][0] if seg else place, start + n, 0.5 if n <= 3 else 0.6))
             seg, trig, at_start = [], 0, ends
             continue
         elif kind == "Z":
             cores.append((start, start + n, 0.45))
+            seg, trig, at_start = [], 0, ends
+            continue
+        elif kind == "N":  # "Heydər Əliyev Mərkəzi": the name of a place, not a person
             seg, trig, at_start = [], 0, ends
             continue
         else:  # X, T, t, H
@@ -671,6 +840,8 @@ def _score(kinds: list[str], trig: int, at_start: bool) -> float:
         return 0.9
     if first and weak:
         return 0.85
+    if amb and weak:
+        return 0.75  # "Sevinc Nəsirli": an ambiguous given name next to a surname ending
     if sur and (unknown or weak or kinds.count("I") or sur > 1):
         return 0.8
     if first and (first > 1 or amb):
@@ -713,7 +884,10 @@ def _explain(kinds: list[str], trig: int) -> str:
 # ADDRESS
 
 _SEP = r"[ \t]*(?:[,;][ \t]*|\n[ \t]*)?"
-_NUM = r"\d{1,5}(?:[ \t]?[A-Za-zА-Яа-я](?![^\W\d_]))?(?:[/-]\d{1,4}[A-Za-zА-Яа-я]?)?"
+# a house number, with a letter ("12A", "221 B") that is not the next label ("No: 74 D: 29")
+_NUM = r"\d{1,5}(?:[ \t]?[A-Za-zА-Яа-я](?![^\W\d_]|[ \t]*:))?(?:[/-]\d{1,4}[A-Za-zА-Яа-я]?)?"
+# Turkish numbered streets: "2031 Sok.", "1124. Sokak", "15 Cad."
+_NUMBERED_STREET = r"\d{1,5}\.?[ \t]?(?:Sokak|Sokağı|Sok\.|Sk\.|Caddesi|Cadde|Cad\.|Cd\.)"
 _HOUSE_KEY = (
     r"(?:ev|bina|binа|mənzil|mən\.|menzil|korpus|blok|mərtəbə|д\.|дом|кв\.|квартира|корп\.|корпус"
     r"|к\.|стр\.|строение|оф\.|офис|эт\.|этаж|No|NO|no|Nr|№|Daire|D|Kat|K|Blok|Apt|Apartment|Suite|Ste"
@@ -737,9 +911,11 @@ _POSTAL = (
 )
 _PLACE_WORD = rf"{_CAPW}"
 _RIGHT_PART = re.compile(
-    rf"{_SEP}(?:(?P<house>{_HOUSE})|(?P<area>{_AREA})|(?P<postal>{_POSTAL})|(?P<place>{_PLACE_WORD}))"
+    rf"{_SEP}(?:(?P<street>{_NUMBERED_STREET})|(?P<house>{_HOUSE})|(?P<area>{_AREA})|(?P<postal>{_POSTAL})|(?P<place>{_PLACE_WORD}))"
 )
-_FIRST_NUMBER = re.compile(rf"[ \t]*,?[ \t]*(?:{_NUM})(?![\d:.]\d)")
+_FIRST_NUMBER = re.compile(rf"[ \t]*,?[ \t]*(?!{_NUMBERED_STREET})(?:{_NUM})(?![\d:.]\d)")
+# "address:", "ünvan", "по адресу", "adres": a street named right after is the person's address
+_ADDRESS_LABEL = re.compile(r"(?:address|addr|ünvan|unvan|адрес|adres|yaşayır|живет|живёт|lives)[^\n]{0,24}\Z")
 _PLACE_BEFORE = re.compile(rf"(?<![^\W\d_])({_CAPW})[ \t]*,[ \t]*\Z")
 _LEFT_NUMBER = re.compile(r"(?<![\w.,])\d{1,5}[A-Za-z]?[ \t]+\Z")
 
@@ -798,6 +974,8 @@ def _grow(text: str, s: int, e: int, base: float) -> tuple[int, int, float]:
         s = _left_places(text, s)
     if not has_street and base > 0.0 and parts == 0:
         score = base
+    elif has_street and score < 0.75 and not _ADDRESS_LABEL.search(text[max(0, s - 40) : s].lower()):
+        score = 0.45  # a street alone ("the office on Nizami Street") is a landmark, not an address
     return s, e, score
 
 
@@ -833,9 +1011,23 @@ _MONTHS_RU = (
     "января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря"
     "|январь|февраль|март|апрель|май|июнь|июль|август|сентябрь|октябрь|ноябрь|декабрь"
 )
+_MONTHS_RU_IN = "январе|феврале|марте|апреле|мае|июне|июле|августе|сентябре|октябре|ноябре|декабре"
 _MONTH = rf"(?i:{_MONTHS_EN}|{_MONTHS_AZ}|{_MONTHS_TR}|{_MONTHS_RU})\.?"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
-_YEAR_ANCHOR = re.compile(r"(?:19|20)\d\d(?!\d)")
+# Two patterns that each open with a literal: sre finds "19"/"20" with a fast literal search,
+# where one pattern opening with an alternation or class ([12]) tests every character.
+_YEAR_ANCHORS = (re.compile(r"19\d\d(?!\d)"), re.compile(r"20\d\d(?!\d)"))
+
+
+def _years(text: str) -> list[tuple[int, int]]:
+    """Spans of 19xx/20xx numbers, in text order."""
+    spans = [m.span() for m in _YEAR_ANCHORS[0].finditer(text)]
+    more = [m.span() for m in _YEAR_ANCHORS[1].finditer(text)]
+    if spans and more:
+        spans += more
+        spans.sort()
+        return spans
+    return spans or more
 _DATE = re.compile(
     # 12.03.1985, 12/03/1985, 12-03-85 (day or month first), 1985-03-12; not a timestamp's date
     rf"(?:(?<![\d.])(?:\d{{1,2}}(?P<s1>[./-])\d{{1,2}}(?P=s1){_YEAR}|{_YEAR}(?P<s2>[./-])\d{{1,2}}(?P=s2)\d{{1,2}})"
@@ -844,12 +1036,14 @@ _DATE = re.compile(
     rf"|(?<!\d)\d{{1,2}}(?:st|nd|rd|th|-?(?:ci|cı|cu|cü|си))?(?:[ \t]+|[ \t]*-[ \t]*)(?:of[ \t]+)?{_MONTH}"
     rf"(?:,?[ \t]+|[ \t]*-[ \t]*){_YEAR}(?:[ \t]?(?:г\.|года|г(?![^\W\d_])))?"
     # March 12, 1985
-    rf"|(?<![^\W\d_])(?:{_MONTHS_EN})\.?[ \t]+\d{{1,2}}(?:st|nd|rd|th)?,?[ \t]+{_YEAR})(?!\d)"
+    rf"|(?<![^\W\d_])(?:{_MONTHS_EN})\.?[ \t]+\d{{1,2}}(?:st|nd|rd|th)?,?[ \t]+{_YEAR}"
+    # May 1990, mart 1985, в марте 1985 (month and year only; still a birth date next to "born")
+    rf"|(?<![^\W\d_])(?<!\d[ \t])(?:{_MONTH}|(?i:{_MONTHS_RU_IN}))[ \t]+{_YEAR}(?![^\W\d_]))(?!\d)"
 )
 # Birth words (lower-cased). Before a date: labels and verbs; after it: verbs ("... anadan olub").
 _BIRTH_STEM = re.compile(
     r"(?<![^\W\d_])(?:doğum|doğul|doğdu|dogum|dogul|рожд|родил|birth|born|dob(?![^\W\d_])|d\.o\.b|д\.\s?р\."
-    r"|г\.\s?р\.|anadan|d\.t\.|d/t|dünyaya|tevellüd)[^\W\d_]*(?:[ \t]+(?:tarixi|tarix|tarihi|tarih|günü|рождения"
+    r"|г\.\s?р\.|anadan|d\.t\.|d/t|dünyaya|tevellüd|təvəllüd)[^\W\d_]*(?:[ \t]+(?:tarixi|tarix|tarihi|tarih|günü|рождения"
     r"|olub|olmuşdur|gəlib|geldi|date|on)(?![^\W\d_]))?"
 )
 # The same stems as plain literals: sre skips to their first letters in C, so most windows
@@ -875,6 +1069,7 @@ _BIRTH_QUICK = re.compile(
             "d/t",
             "dünyaya",
             "tevellüd",
+            "təvəllüd",
         )
     )
 )
@@ -887,8 +1082,7 @@ _OTHER_DATE_LABEL = re.compile(
 def _find_birth_dates(text: str, out: list[Entity]) -> None:
     """Dates next to a birth word, in text order."""
     prev_end = 0
-    for y in _YEAR_ANCHOR.finditer(text):
-        ys = y.start()
+    for ys, ye in _years(text):
         if ys < prev_end or (ys and text[ys - 1].isdigit()):
             continue
         lo = max(0, ys - 80)
@@ -899,11 +1093,37 @@ def _find_birth_dates(text: str, out: list[Entity]) -> None:
         while d is not None and d.end() <= ys:
             d = _DATE.search(text, d.end(), min(len(text), ys + 12))
         if d is None or d.start() > ys:
+            birth_end = _birth_year(text, ys, ye)
+            if birth_end:
+                out.append(Entity("DATE_OF_BIRTH", ys, ye, 0.85, "birth year next to a birth word"))
+                prev_end = birth_end  # the birth word is used up: "1978 doğumlu ... 12.03.2025'te"
             continue
         score = _birth_context(window, d.start() - lo, d.end() - lo, prev_end - lo)
         if score:
             out.append(Entity("DATE_OF_BIRTH", d.start(), d.end(), score, "date next to a birth word"))
         prev_end = d.end()
+
+
+# A year alone is a birth date only right next to a birth word: "born in 1978", "год рождения:
+# 1978", "1978 doğumlu", "1985-ci il təvəllüdlü", "1978 г.р.", "1990 года рождения".
+_YEAR_BIRTH_BEFORE = re.compile(
+    r"(?:born(?:[ \t]+in)?|year[ \t]+of[ \t]+birth|birth[ \t]+year|doğum[ \t]+(?:yılı|ili)|doğulub"
+    r"|год[ \t]+рождения|рожд[её]н(?:а|ный|ная)?(?:[ \t]+в)?|родил(?:ся|ась)(?:[ \t]+в)?)[ \t:,-]*\Z"
+)
+_YEAR_BIRTH_AFTER = re.compile(
+    r"(?:-?(?:ci|cı|cu|cü)[ \t]+il[ \t]+|[ \t]+(?:yılında|ildə)[ \t]+)?[ \t]*"
+    r"(?:doğumlu|təvəllüdlü|tevellüdlü|г\.[ \t]?р\.|года[ \t]+рождения|г\.р|doğulub|doğdu|anadan)"
+)
+
+
+def _birth_year(text: str, ys: int, ye: int) -> int:
+    """Where the birth word of a birth year ends (0: the year is not a birth year)."""
+    if text[ye : ye + 1].isalnum() or (ys and text[ys - 1] in "./-"):
+        return 0
+    after = _YEAR_BIRTH_AFTER.match(text[ye : ye + 30].lower())
+    if after:
+        return ye + after.end()
+    return ye if _YEAR_BIRTH_BEFORE.search(text[max(0, ys - 24) : ys].lower()) else 0
 
 
 def _birth_context(window: str, s: int, e: int, floor: int) -> float:
