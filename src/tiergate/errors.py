@@ -180,8 +180,9 @@ class AllCandidatesFailedError(GatewayError):
 
     def __init__(self, attempts: list[UpstreamError]) -> None:
         parts = [f"{a.deployment}: {a.message}" for a in attempts]
+        deployments = len({a.deployment for a in attempts})
         super().__init__(
-            f"all {len(attempts)} candidate deployment(s) failed: " + "; ".join(parts)
+            f"all {deployments} candidate deployment(s) failed ({len(attempts)} attempt(s)): " + "; ".join(parts)
         )
         self.attempts = attempts
         if attempts and all(isinstance(a, UpstreamTimeoutError) for a in attempts):

@@ -307,6 +307,7 @@ class Gateway:
             explain = _truthy(headers.get("x-tiergate-explain"))
             order = self._route(ctx, eligible, needs, headers, explain)  # route
             if explain:  # explain
+                decision.detection = ctx.inspection.to_dict(self.privacy.actions)
                 return Explained(decision)
             if req.stream:
                 return await self._call_stream(ctx, order)  # transform/audit/call
@@ -344,6 +345,7 @@ class Gateway:
             explain = _truthy(headers.get("x-tiergate-explain"))
             order = self._route(ctx, eligible, needs, headers, explain)  # route
             if explain:  # explain
+                decision.detection = ctx.inspection.to_dict(self.privacy.actions)
                 return Explained(decision)
             return await self._call_embed(ctx, order)  # call
         except GatewayError as exc:
@@ -368,7 +370,6 @@ class Gateway:
                 raise InvalidRequestError(f"invalid privacy level in {source}: {exc}", param=param) from None
         levels.append((self.default_level, "default (privacy.default_level)"))
         insp = ctx.inspection = await self.privacy.inspect(req.body)
-        decision.detection = insp.to_dict(self.privacy.actions)
         if insp.failed is not None and self.settings.privacy.on_detector_failure == "refuse":
             raise ServiceUnavailableError(
                 f"privacy detection failed ({insp.failed}); the request was refused and nothing was sent "
@@ -570,6 +571,7 @@ class Gateway:
             cost = predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
         if d is not None and status != 499:  # a client that went away says nothing of d
             self.router.learn(ctx.request_id, d, ctx.task_class, status < 400, upstream_ms, float(cost or 0))
+        self.router.learn_failures(ctx.attempts, ctx.task_class)  # attempts fallback covered, too
         if self.log_writer is None:
             return
         self.log_writer.submit(

@@ -557,3 +557,130 @@ def test_python_m_entry_point_stops_on_sigterm() -> None:
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- runtime controls
+
+
+async def sim_config(port: int, body: Any = None) -> tuple[int, dict[str, Any]]:
+    """POST (or GET, without a body) /_sim/config."""
+    url = f"http://127.0.0.1:{port}/_sim/config"
+    async with aiohttp.ClientSession() as s:
+        if body is None:
+            async with s.get(url) as r:
+                return r.status, await r.json()
+        async with s.post(url, json=body) as r:
+            return r.status, await r.json()
+
+
+async def test_config_changes_faults_of_the_running_instance(ai: openai.AsyncOpenAI, port: int) -> None:
+    assert (await ai.chat.completions.create(model="m", messages=USER)).choices
+    status, now = await sim_config(port, {"fault": "500"})
+    assert status == 200 and now["fault"] == "500" and now["fault_rate"] == 1.0
+    with pytest.raises(openai.InternalServerError):
+        await ai.chat.completions.create(model="m", messages=USER)
+    assert (await ai.models.list()).data  # the listing still answers unless fault_models
+    await sim_config(port, {"fault_models": True})
+    with pytest.raises(openai.InternalServerError):
+        await ai.models.list()
+    status, now = await sim_config(port, {"fault": None})
+    assert status == 200 and now["fault"] is None and now["fault_models"] is True
+    assert (await ai.chat.completions.create(model="m", messages=USER)).choices
+    assert (await ai.models.list()).data
+    assert (await sim_config(port))[1] == now  # GET reports the same settings
+
+
+async def test_config_fault_rate_and_seed_are_reproducible(port: int) -> None:
+    async with client(port) as ai:
+
+        async def outcomes() -> list[bool]:
+            out = []
+            for _ in range(12):
+                try:
+                    await ai.chat.completions.create(model="m", messages=USER)
+                    out.append(True)
+                except openai.InternalServerError:
+                    out.append(False)
+            return out
+
+        await sim_config(port, {"fault": "500", "fault_rate": 0.5, "seed": 7})
+        first = await outcomes()
+        await sim_config(port, {"seed": 7})
+        assert await outcomes() == first
+        assert 0 < first.count(False) < 12
+
+
+async def test_config_changes_latency(ai: openai.AsyncOpenAI, port: int) -> None:
+    await sim_config(port, {"latency_ms": 300})
+    started = time.monotonic()
+    await ai.chat.completions.create(model="m", messages=USER)
+    assert time.monotonic() - started >= 0.29
+    await sim_config(port, {"ttft_ms": 120})
+    started = time.monotonic()
+    stream = await ai.chat.completions.create(model="m", messages=USER, stream=True)
+    arrivals = [time.monotonic() - started async for _ in stream]
+    assert arrivals[0] >= 0.11
+    status, now = await sim_config(port, {"latency_ms": 0, "ttft_ms": 0, "tokens_per_s": 0})
+    assert status == 200 and (now["latency_ms"], now["ttft_ms"], now["tokens_per_s"]) == (0, 0, 0)
+    started = time.monotonic()
+    await ai.chat.completions.create(model="m", messages=USER)
+    assert time.monotonic() - started < 0.2
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ({"fault": "explode"}, "unknown fault"),
+        ({"fault_rate": 2}, "fault_rate"),
+        ({"fault_rate": "half"}, "fault_rate"),
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"tokens_per_s": True}, "tokens_per_s"),
+        ({"fault_models": "yes"}, "fault_models"),
+        ({"seed": 1.5}, "seed"),
+        ({"colour": "red"}, "colour"),
+        ([1, 2], "JSON object"),
+    ],
+)
+async def test_config_rejects_bad_settings_and_changes_nothing(port: int, body: Any, word: str) -> None:
+    before = (await sim_config(port))[1]
+    status, err = await sim_config(port, body)
+    assert status == 400 and word in err["error"]["message"]
+    assert (await sim_config(port))[1] == before
+
+
+async def test_config_applies_to_other_wire_formats() -> None:
+    runner, p = await start_simulator(SimulatorConfig.fast(format="anthropic"))
+    try:
+        status, now = await sim_config(p, {"fault": "500"})
+        assert status == 200 and now["fault"] == "500"
+        async with aiohttp.ClientSession() as s:
+            body = {"model": "m", "max_tokens": 16, "messages": USER}
+            async with s.post(f"http://127.0.0.1:{p}/v1/messages", json=body, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}) as r:
+                assert r.status == 500
+    finally:
+        await runner.cleanup()
+
+
+async def test_in_flight_counts_concurrent_chat_requests(port: int) -> None:
+    await sim_config(port, {"latency_ms": 100})
+    async with client(port) as ai:
+        idle = await stats(port)
+        assert (idle["in_flight"], idle["max_in_flight"]) == (0, 0)
+        calls = [asyncio.create_task(ai.chat.completions.create(model="m", messages=USER)) for _ in range(5)]
+        deadline = time.monotonic() + 2.0
+        while (await stats(port))["in_flight"] < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        busy = await stats(port)
+        assert busy["in_flight"] == 5 and busy["max_in_flight"] == 5
+        await asyncio.gather(*calls)
+        await ai.models.list()  # not a chat request: not counted
+        done = await stats(port)
+        assert (done["in_flight"], done["max_in_flight"]) == (0, 5)
+        await sim_config(port, {"fault": "500"})  # faulted answers leave the count too
+        with pytest.raises(openai.InternalServerError):
+            await ai.chat.completions.create(model="m", messages=USER)
+        assert (await stats(port))["in_flight"] == 0
+    async with aiohttp.ClientSession() as sess, sess.post(f"http://127.0.0.1:{port}/_sim/reset") as r:
+        assert r.status == 200
+    reset = await stats(port)
+    assert (reset["in_flight"], reset["max_in_flight"]) == (0, 0)

@@ -162,7 +162,8 @@ class Router:
                     d.name, f"{d.name}: location {d.location} not in routing.allowed_locations "
                     f"[{', '.join(sorted(self._allowed))}]", "constraint"))
                 continue
-            reason = check(d, needs)
+            observed = self.health.stats(d.name).latency_ms if needs.max_latency_ms is not None else None
+            reason = check(d, needs, observed)
             if reason is not None:
                 out.append(Exclusion(d.name, reason, "constraint"))
                 continue
@@ -318,6 +319,15 @@ class Router:
         raise AllCandidatesFailedError(ctx.attempts)
 
     # ------------------------------------------------------------------ outcomes
+    def learn_failures(self, attempts: Sequence[UpstreamError], task_class: str) -> None:
+        """Failed attempts that were the deployment's fault (not a full queue, not a circuit
+        the gateway itself kept shut), including those a fallback hid from the client."""
+        if self.learner is None:
+            return
+        for a in attempts:
+            if a.retryable and a.deployment and not isinstance(a, (DeploymentBusyError, CircuitOpenError)):
+                self.learner.record(a.deployment, task_class, False, 0.0, 0.0)
+
     def learn(self, request_id: str, d: Deployment, task_class: str, ok: bool, latency_ms: float, cost: float) -> None:
         if self.learner is not None:
             self.learner.record(d.name, task_class, ok, latency_ms, cost)

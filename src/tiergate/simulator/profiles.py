@@ -103,6 +103,9 @@ class SimulatorConfig:
     hang_s: float = 30.0
     seed: int = 0  # seeds the fault_rate dice so runs are reproducible
     format: str = "openai"  # wire format spoken: openai | anthropic | gemini | ollama | bedrock
+    # The configured HTTP fault (500, 503, 429, 400, 401) also answers the model listing (OpenAI
+    # format), which gateways' health probes read: a wholly dead upstream, not a failing model.
+    fault_models: bool = False
 
     @classmethod
     def fast(cls, profile: str = "local", **overrides: Any) -> SimulatorConfig:
@@ -150,3 +153,55 @@ def _validate(p: Profile, cfg: SimulatorConfig) -> None:
     if cfg.fault is not None and cfg.fault.split(":", 1)[0] not in FAULT_KINDS:
         known = ", ".join(sorted(FAULT_KINDS))
         raise ValueError(f"unknown fault {cfg.fault!r} (known: {known})")
+
+
+#: Keys `POST /_sim/config` accepts (the running instance's settings a test may change).
+RUNTIME_KEYS: tuple[str, ...] = (
+    "fault", "fault_rate", "latency_ms", "ttft_ms", "tokens_per_s", "hang_s", "fault_models", "seed",
+)
+_TIMING_KEYS = ("latency_ms", "ttft_ms", "tokens_per_s")
+
+
+def reconfigure(profile: Profile, cfg: SimulatorConfig, changes: dict[str, Any]) -> tuple[Profile, SimulatorConfig]:
+    """A running instance's new (profile, config) after `changes` (the `/_sim/config` body).
+
+    Both are replaced, never mutated (`Profile` is frozen and the config object may be shared by
+    other instances), so a request already being answered keeps the settings it started with.
+    Raises ValueError naming the offending key; nothing changes then. `seed` is accepted here
+    and ignored: reseeding the fault dice is the server's job (it owns the `Random`).
+    """
+    unknown = sorted(set(changes) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(RUNTIME_KEYS)}")
+    fault = changes.get("fault", cfg.fault)
+    if fault is not None and not isinstance(fault, str):
+        raise ValueError("fault must be a fault kind or null")
+    numbers = {}
+    for key in (*_TIMING_KEYS, "fault_rate", "hang_s"):
+        if key in changes:
+            value = changes[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{key} must be a number")
+            numbers[key] = float(value)
+    fault_models = changes.get("fault_models", cfg.fault_models)
+    if not isinstance(fault_models, bool):
+        raise ValueError("fault_models must be true or false")
+    seed = changes.get("seed", cfg.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError("seed must be an integer")
+    new_cfg = replace(
+        cfg, fault=fault, fault_rate=numbers.get("fault_rate", cfg.fault_rate),
+        hang_s=numbers.get("hang_s", cfg.hang_s), fault_models=fault_models, seed=seed,
+    )
+    new_profile = replace(profile, **{k: numbers[k] for k in _TIMING_KEYS if k in numbers})
+    _validate(new_profile, new_cfg)
+    return new_profile, new_cfg
+
+
+def runtime_settings(profile: Profile, cfg: SimulatorConfig) -> dict[str, Any]:
+    """What `GET /_sim/config` reports: the settings `reconfigure` can change, as they are now."""
+    return {
+        "fault": cfg.fault, "fault_rate": cfg.fault_rate, "latency_ms": profile.latency_ms,
+        "ttft_ms": profile.ttft_ms, "tokens_per_s": profile.tokens_per_s, "hang_s": cfg.hang_s,
+        "fault_models": cfg.fault_models, "seed": cfg.seed,
+    }

@@ -1,10 +1,16 @@
 """The simulated OpenAI-compatible upstream server (aiohttp.web).
 
 Owns: the HTTP surface (``POST /v1/chat/completions``, ``GET /v1/models``,
-``GET /health``, ``GET /_sim/stats``, ``POST /_sim/reset``), request
+``GET /health``, ``GET /_sim/stats``, ``POST /_sim/reset``, ``GET|POST /_sim/config``), request
 validation, auth, stats, timing (latency / TTFT / tokens-per-second pacing with
 asyncio sleeps), dispatch of injected faults, and the process entry points
 :func:`build_app`, :func:`start_simulator` and :func:`run_simulator`.
+
+Test controls: ``POST /_sim/config`` changes a running instance (fault, fault_rate, latency_ms,
+ttft_ms, tokens_per_s, hang_s, fault_models, seed; see ``profiles.reconfigure``), and
+``/_sim/stats`` reports ``in_flight`` / ``max_in_flight``: chat requests being answered now and
+the most at once since start or the last ``/_sim/reset`` (what a gateway's concurrency limit must
+bound).
 
 Fast mode (all delays 0) keeps per-request work to one ``orjson.loads``, a
 message scan and one ``orjson.dumps``; streams are then written in one go.
@@ -30,7 +36,7 @@ from multidict import CIMultiDictProxy
 from . import content as C
 from . import faults as F
 from . import wire as W
-from .profiles import FAULT_KINDS, Profile, SimulatorConfig, resolve_profile
+from .profiles import FAULT_KINDS, Profile, SimulatorConfig, reconfigure, resolve_profile, runtime_settings
 
 _MODELS_CREATED = 1_700_000_000
 _MAX_BODY = 64 * 1024 * 1024
@@ -57,6 +63,8 @@ class SimState:
     requests: int = 0
     chat_requests: int = 0
     faults: int = 0
+    in_flight: int = 0  # chat requests being answered now
+    max_in_flight: int = 0  # the most at once since start or reset
     last_request: Any = None
     last_headers: CIMultiDictProxy[str] | None = None
 
@@ -69,6 +77,15 @@ class SimState:
             return fault
         return None
 
+    def enter(self) -> None:
+        """A chat request started (paired with `leave`)."""
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
     def next_id(self) -> str:
         return f"chatcmpl-{self.id_prefix}{next(self.ids):08x}"
 
@@ -78,6 +95,8 @@ class SimState:
             "requests": self.requests,
             "chat_requests": self.chat_requests,
             "faults": self.faults,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
             "last_request": self.last_request,
             "last_headers": headers,
             "profile": self.profile.name,
@@ -85,6 +104,7 @@ class SimState:
 
     def reset(self) -> None:
         self.requests = self.chat_requests = self.faults = 0
+        self.max_in_flight = self.in_flight  # requests still being answered stay counted
         self.last_request = None
         self.last_headers = None
 
@@ -322,6 +342,14 @@ async def _read_json(request: web.Request) -> tuple[Any, bool]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
+    st.enter()
+    try:
+        return await _chat_completions(request, st)
+    finally:
+        st.leave()
+
+
+async def _chat_completions(request: web.Request, st: SimState) -> web.StreamResponse:
     st.requests += 1
     st.chat_requests += 1
     st.last_headers = request.headers
@@ -414,12 +442,23 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return web.Response(body=orjson.dumps(payload), content_type=W.JSON_CT)
 
 
+def _models_fault(st: SimState) -> web.Response | None:
+    """The configured HTTP fault for the model listing, when `fault_models` is on."""
+    if not st.cfg.fault_models:
+        return None
+    spec = st.roll_config_fault()
+    return F.http_fault_response(F.parse_fault(spec).kind) if spec is not None else None
+
+
 async def list_models(request: web.Request) -> web.Response:
     st = request.app[STATE]
     st.requests += 1
     st.last_headers = request.headers
     if not _authorized(request, st):
         return _unauthorized()
+    failed = _models_fault(st)
+    if failed is not None:
+        return failed
     return web.Response(body=st.models_body, content_type=W.JSON_CT)
 
 
@@ -429,6 +468,9 @@ async def get_model(request: web.Request) -> web.Response:
     st.last_headers = request.headers
     if not _authorized(request, st):
         return _unauthorized()
+    failed = _models_fault(st)
+    if failed is not None:
+        return failed
     obj = W.model_obj(request.match_info["model"], _owner(st.profile), _MODELS_CREATED)
     return web.Response(body=orjson.dumps(obj), content_type=W.JSON_CT)
 
@@ -453,6 +495,25 @@ async def sim_stats(request: web.Request) -> web.Response:
 async def sim_reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return web.Response(body=b'{"status":"reset"}', content_type=W.JSON_CT)
+
+
+async def sim_config(request: web.Request) -> web.Response:
+    """``GET``: the instance's runtime settings. ``POST {"fault": "500"|null, "fault_rate": 0..1,
+    "latency_ms": n, "ttft_ms": n, "tokens_per_s": n, "hang_s": n, "fault_models": bool,
+    "seed": n}``: change them (any subset) for the following requests; ``seed`` also reseeds the
+    fault dice. A bad body changes nothing and gets a 400 naming the problem."""
+    st = request.app[STATE]
+    if request.method == "POST":
+        body, ok = await _read_json(request)
+        if not ok or not isinstance(body, dict):
+            return F.error_response(400, "expected a JSON object of settings", "invalid_request_error")
+        try:
+            st.profile, st.cfg = reconfigure(st.profile, st.cfg, body)
+        except ValueError as exc:
+            return F.error_response(400, str(exc), "invalid_request_error")
+        if "seed" in body:
+            st.rng = random.Random(st.cfg.seed)
+    return web.Response(body=orjson.dumps(runtime_settings(st.profile, st.cfg)), content_type=W.JSON_CT)
 
 
 # --------------------------------------------------------------------------- app / runners
@@ -495,6 +556,8 @@ def build_app(cfg: SimulatorConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_post("/_sim/reset", sim_reset)
+    app.router.add_get("/_sim/config", sim_config)
+    app.router.add_post("/_sim/config", sim_config)
     return app
 
 
