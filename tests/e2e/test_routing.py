@@ -437,6 +437,9 @@ def test_circuit_breaker_skips_dead_upstream_then_probe_readmits_it(gw: GatewayP
     assert d["order"] == ["cb-fallback"]
     assert any(e["deployment"] == "cb-primary" and e["kind"] == "unavailable" for e in d["excluded"])
 
+    # The outage lasts a few probe intervals, so the probes see it too (a probe answering while
+    # the probes never saw the outage is no evidence of recovery: then only the cooldown counts).
+    time.sleep(PROBE_INTERVAL_S * 4)
     # Recovered: a background probe sees it answer, the next request is the trial, it closes.
     sim_config(cb, fault=None, fault_models=False)
     wait_until(lambda: served_by(gw, "cb") == "cb-primary", 3.0, "cb-primary readmitted after recovery")

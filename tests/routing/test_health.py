@@ -228,6 +228,23 @@ def test_probe_success_moves_open_to_half_open_and_failure_changes_nothing() -> 
     assert reg.state("b") == "closed"
 
 
+def test_a_probe_that_never_saw_the_outage_does_not_readmit_early() -> None:
+    """A hanging chat endpoint whose model listing keeps answering: the cooldown decides, not
+    the probe (each early readmission would cost a user a full timeout)."""
+    clock = FakeClock()
+    reg = _registry(clock, cooldown_s=60.0)
+    reg.record_probe("a", True, 2.0)
+    for _ in range(3):
+        reg.record_failure("a", "upstream_timeout", True)
+    reg.record_probe("a", True, 2.0)
+    assert reg.state("a") == "open"
+    # Connection errors: nothing answered at all, so an answering probe is evidence.
+    for _ in range(3):
+        reg.record_failure("b", "upstream_connection_error", True)
+    reg.record_probe("b", True, 2.0)
+    assert reg.state("b") == "half_open"
+
+
 def test_unknown_names_start_closed() -> None:
     reg = _registry(FakeClock())
     assert reg.allow("new") and reg.state("new") == "closed"

@@ -313,6 +313,11 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
+#: Failure codes meaning the upstream did not answer at all: a probe that gets an answer again
+#: shows it is back.
+_UNREACHABLE = frozenset({"upstream_connection_error", "upstream_auth_error"})
+
+
 class HealthRegistry:
     """The live stats and breaker of every deployment, by name. Unknown names get fresh entries
     (a deployment added by a reload starts closed, with no data)."""
@@ -381,15 +386,21 @@ class HealthRegistry:
         s.breaker.on_failure()
 
     def record_probe(self, name: str, ok: bool, latency_ms: float | None = None, error: str | None = None) -> None:
-        """A background probe's result. A success moves an open breaker to half-open at once; a
-        failure changes nothing: some upstreams fail the model listing while still serving
-        chat, and such a probe must not keep a working deployment out of rotation."""
+        """A background probe's result. A success moves an open breaker to half-open at once
+        when the probe is evidence of recovery: the previous probe had failed too (the outage
+        was visible to probes), or the breaker opened on connection errors (nothing answered at
+        all). A model listing that kept answering while chat requests hung or failed proves
+        nothing, so then the cooldown decides. A failed probe changes nothing: some upstreams
+        fail the model listing while still serving chat, and such a probe must not keep a
+        working deployment out of rotation."""
         s = self.stats(name)
+        was_failing = s.last_probe_ok is False
         s.last_probe_ok = ok
         s.last_probe_ms = latency_ms
         s.last_probe_error = error
         s.last_probe_at = self._clock()
-        if ok and s.breaker.recover_early():
+        evidence = was_failing or s.last_error in _UNREACHABLE
+        if ok and evidence and s.breaker.recover_early():
             log.info("deployment %s answered a health probe: circuit half-open", name)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:

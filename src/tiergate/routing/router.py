@@ -39,6 +39,8 @@ from .retry import FailoverBudget, backoff_delay
 from .strategies import RankContext, Ranked, rank
 
 T = TypeVar("T")
+_FALLBACK_RESERVE_S = 10.0
+_MIN_ATTEMPT_S = 0.05
 
 
 class Attempts(Protocol):
@@ -60,6 +62,11 @@ class DeploymentBusyError(UpstreamError):
 
     status = 503
     code = "deployment_busy"
+
+
+class FailoverBudgetError(UpstreamTimeoutError):
+    """The request's failover budget ran out during this attempt: not the deployment's fault
+    (no verdict for its breaker or statistics). Reported, with every attempt, as a 504."""
 
 
 class CircuitOpenError(UpstreamError):
@@ -110,8 +117,8 @@ class Slot:
         latency_ms = (time.perf_counter() - self.t0) * 1000.0
         if ok:
             health.record_success(self.name, latency_ms, ttft_ms)
-        elif ok is None:
-            health.release(self.name)
+        elif ok is None or isinstance(exc, FailoverBudgetError):
+            health.release(self.name)  # no verdict on the deployment
         else:
             counts = exc is None or exc.retryable
             timed_out = isinstance(exc, UpstreamTimeoutError)
@@ -248,17 +255,26 @@ class Router:
                 raise
         return Slot(self, d.name, limiter)
 
-    async def bounded(self, aw: Awaitable[T], d: Deployment, budget: FailoverBudget) -> T:
-        """Await an upstream call within the failover budget (the deployment's own timeout
-        applies inside the adapter; the budget only matters when it is the tighter bound)."""
+    async def bounded(self, aw: Awaitable[T], d: Deployment, budget: FailoverBudget, *, last: bool) -> T:
+        """Await an upstream call within the failover budget. The deployment's own timeout
+        applies inside the adapter; while other candidates remain, an attempt may use at most
+        the budget minus a reserve (half of what is left, at most 10 s) so that a hanging
+        deployment still leaves the fallback time to answer."""
         remaining = budget.remaining()
-        if remaining >= d.timeout_s:
+        bound = remaining if last else remaining - min(remaining / 2, _FALLBACK_RESERVE_S)
+        if bound >= d.timeout_s:
             return await aw
         try:
-            return await asyncio.wait_for(aw, max(0.001, remaining))
+            return await asyncio.wait_for(aw, max(0.001, bound))
         except asyncio.TimeoutError:
+            if last:
+                raise FailoverBudgetError(
+                    f"failover budget of {self.cfg.max_failover_s:g} s spent (routing.max_failover_s)",
+                    deployment=d.name,
+                ) from None
             raise UpstreamTimeoutError(
-                f"failover budget of {self.cfg.max_failover_s:g} s spent (routing.max_failover_s)",
+                f"no answer within {bound:.1f} s, the share of the failover budget this attempt may "
+                "use while other candidates remain",
                 deployment=d.name,
             ) from None
 
@@ -284,6 +300,8 @@ class Router:
         ends)."""
         budget = self.budget()
         for i, d in enumerate(order):
+            if i and budget.remaining() < _MIN_ATTEMPT_S:
+                break  # too little left for another attempt to mean anything
             last = i == len(order) - 1
             attempt = 0
             while True:
@@ -292,7 +310,7 @@ class Router:
                 slot: Slot | None = None
                 try:
                     slot = await self.admit(d, budget)
-                    result = await self.bounded(call(d), d, budget)
+                    result = await self.bounded(call(d), d, budget, last=last)
                 except UpstreamError as exc:
                     ctx.upstream_s += time.perf_counter() - t_up
                     if slot is not None:
@@ -325,7 +343,9 @@ class Router:
         if self.learner is None:
             return
         for a in attempts:
-            if a.retryable and a.deployment and not isinstance(a, (DeploymentBusyError, CircuitOpenError)):
+            if a.retryable and a.deployment and not isinstance(
+                a, (DeploymentBusyError, CircuitOpenError, FailoverBudgetError)
+            ):
                 self.learner.record(a.deployment, task_class, False, 0.0, 0.0)
 
     def learn(self, request_id: str, d: Deployment, task_class: str, ok: bool, latency_ms: float, cost: float) -> None:
