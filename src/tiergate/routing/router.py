@@ -68,6 +68,8 @@ class FailoverBudgetError(UpstreamTimeoutError):
     """The request's failover budget ran out during this attempt: not the deployment's fault
     (no verdict for its breaker or statistics). Reported, with every attempt, as a 504."""
 
+    code = "failover_budget_exhausted"
+
 
 class CircuitOpenError(UpstreamError):
     """The deployment's circuit opened after the request was routed (it is skipped)."""
