@@ -94,10 +94,13 @@ def test_context_length_counts_the_prompt_and_the_asked_output_only() -> None:
     assert check(LOCAL, RequestNeeds.from_body(body("x" * 20000), {})).startswith("local-a: context_length")
 
 
-def test_observed_latency_overrides_the_configured_one() -> None:
+def test_the_larger_of_configured_and_observed_latency_counts() -> None:
     n = RequestNeeds.from_body(body(), {"max_latency_ms": 500})
-    assert check(LOCAL, n, observed_latency_ms=300) is None
     assert check(CLOUD, n, observed_latency_ms=750) == "cloud-a: max_latency_ms observed 750 ms > 500 ms"
+    assert check(CLOUD, n, observed_latency_ms=20) is None  # configured 350 ms, observed faster
+    slow = LOCAL.model_copy(update={"latency_ms": 900.0})
+    # Fast observed answers do not overrule the operator's expectation.
+    assert check(slow, n, observed_latency_ms=30) == "local-a: max_latency_ms expected 900 ms > 500 ms"
     assert check(PLAIN, n) is None  # no latency known: passes
 
 

@@ -81,8 +81,10 @@ class RequestNeeds:
 def check(d: Deployment, req: RequestNeeds, observed_latency_ms: float | None = None) -> str | None:
     """None if `d` may serve `req`, else the reason, naming the constraint.
 
-    `observed_latency_ms` (live EWMA from health stats) overrides the configured `latency_ms`
-    for `max_latency_ms` when the caller has it; with neither, latency is unknown and passes.
+    For `max_latency_ms` the larger of the configured `latency_ms` (the operator's P95
+    expectation) and `observed_latency_ms` (the live EWMA, when the caller has it) counts: a
+    deployment that became slow is excluded, and a few fast answers do not overrule what the
+    operator said to expect. With neither, latency is unknown and passes.
     """
     name = d.name
     if req.exclude and name in req.exclude:
@@ -105,9 +107,10 @@ def check(d: Deployment, req: RequestNeeds, observed_latency_ms: float | None = 
                 f"(prompt ~{req.prompt_tokens} + max_tokens {req.explicit_max_tokens or 0})"
             )
     if req.max_latency_ms is not None:
-        latency = observed_latency_ms if observed_latency_ms is not None else d.latency_ms
+        known = [x for x in (d.latency_ms, observed_latency_ms) if x is not None]
+        latency = max(known) if known else None
         if latency is not None and latency > req.max_latency_ms:
-            kind = "observed" if observed_latency_ms is not None else "expected"
+            kind = "observed" if latency == observed_latency_ms else "expected"
             return f"{name}: max_latency_ms {kind} {latency:.0f} ms > {req.max_latency_ms:g} ms"
     if req.max_cost is not None:
         cost = predicted_cost_f(d, req.prompt_tokens, req.max_tokens)
