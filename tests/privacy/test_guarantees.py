@@ -6,8 +6,8 @@ upstream failures, declared levels, prompt contents and streaming, the simulated
 - a pseudonymised value never reaches a non-local upstream, and the client gets it back;
 - if detection fails, nothing reaches a non-local upstream (fail closed).
 
-Not covered yet: routing strategies other than the group order (issue 5) and cache hits
-(issue 7) do not exist in this version.
+Routing strategies are drawn too (every strategy of issue 5 orders the same cleared
+candidates). Not covered yet: cache hits (issue 7) do not exist in this version.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.support import Sim, deployment, start_sim
 from tiergate.auth import ANONYMOUS
-from tiergate.config.models import Settings
+from tiergate.config.models import STRATEGIES, Settings
 from tiergate.errors import GatewayError
 from tiergate.pipeline import Completed, Gateway, Streaming
 from tiergate.privacy.entities import Entity
@@ -105,16 +105,19 @@ async def _run(gw: Gateway, body: dict[str, Any], headers: dict[str, str]) -> st
     declared=st.sampled_from([None, "PUBLIC", "SENSITIVE", "PRIVATE"]),
     values=st.sets(st.sampled_from(sorted({**PSEUDONYMISED, **SOVEREIGN_ONLY, **LOCAL_ONLY})), max_size=3),
     stream=st.booleans(),
+    strategy=st.sampled_from(STRATEGIES),
 )
 def test_levels_and_pseudonyms_hold_under_fallback_and_failures(
-    sims: dict[str, Sim], order: list[str], declared: str | None, values: set[str], stream: bool
+    sims: dict[str, Sim], order: list[str], declared: str | None, values: set[str], stream: bool, strategy: str
 ) -> None:
     for s in sims.values():
         s.reset()
     table = {**PSEUDONYMISED, **SOVEREIGN_ONLY, **LOCAL_ONLY}
     prompt = "[[echo]]Salam. " + " ; ".join(table[v] for v in sorted(values)) + " . Sağ olun."
     body: dict[str, Any] = {"model": "g", "messages": [{"role": "user", "content": prompt}], "stream": stream}
-    headers = {"x-tiergate-privacy": declared} if declared else {}
+    headers = {"x-tiergate-strategy": strategy}
+    if declared:
+        headers["x-tiergate-privacy"] = declared
     answer = asyncio.run(_run(Gateway(_settings(sims, order)), body, headers))
 
     allowed = {"local", "sovereign", "cloud"}
