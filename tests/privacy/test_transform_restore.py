@@ -137,6 +137,9 @@ def test_restore_whole_answer() -> None:
     result = completion_result(model="m", message={"role": "assistant", "content": "mail [EMAIL_1]", "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"to": "[EMAIL_1]"}'}}]},
         finish_reason="stop", usage=None)
+    plain = completion_result(model="m", message={"role": "assistant", "content": "no placeholder here"},
+                              finish_reason="stop", usage=None)
+    assert restore_result(plain, r) is plain  # nothing to restore: not parsed, not re-serialised
     data = orjson.loads(restore_result(result, r).raw)
     assert data["choices"][0]["message"]["content"] == "mail a@b.az"
     assert orjson.loads(data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {"to": "a@b.az"}

@@ -13,6 +13,10 @@ from .restore import Restorer, StreamRestorer
 
 
 def restore_result(result: ChatResult, restorer: Restorer) -> ChatResult:
+    """The answer with placeholders restored; an answer that mentions none of this request's
+    placeholder types is returned as it is (no parse, no re-serialisation)."""
+    if not restorer.mentioned_in(result.raw):
+        return result
     data = result.json()
     for choice in data.get("choices") or ():
         message = choice.get("message") if isinstance(choice, dict) else None

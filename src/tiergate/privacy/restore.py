@@ -37,6 +37,7 @@ class Restorer:
             rf"|(?<![A-Za-z0-9])(?P<k2>{names})[_-](?P<n2>\d+)(?![0-9])",
             re.IGNORECASE,
         )
+        self._kinds_bytes = re.compile(names.encode() or b"(?!)", re.IGNORECASE)
         # A suffix that could still grow into one of those forms (held back while streaming).
         prefixes = sorted({k[:i] for k in kinds for i in range(1, len(k))}, key=len, reverse=True)
         partial = "|".join(re.escape(p) for p in prefixes) or "(?!)"
@@ -45,6 +46,11 @@ class Restorer:
             rf"|(?<![A-Za-z0-9])(?:(?:{names})(?:[_-]\d*)?|(?:{partial})))\Z",
             re.IGNORECASE,
         )
+
+    def mentioned_in(self, raw: bytes) -> bool:
+        """Whether `raw` (an answer's bytes) may contain one of the placeholders (a cheap test
+        on the type names, case-insensitive)."""
+        return self._kinds_bytes.search(raw) is not None
 
     def restore(self, text: str, escape: Callable[[str], str] | None = None) -> str:
         """`text` with every known placeholder form replaced (`escape` adapts the value to its
