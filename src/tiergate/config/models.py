@@ -282,7 +282,9 @@ class RoutingConfig(_Frozen):
     auto_route: AutoRouteConfig = AutoRouteConfig()
     retries: RetryConfig = RetryConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
-    max_failover_s: float = Field(30.0, gt=0)  # total time one request may spend on upstreams
+    # Total time one request may spend on upstreams. Above the default timeout_s (60), so the
+    # common request needs no timer of its own; each non-last attempt keeps a reserve for fallback.
+    max_failover_s: float = Field(90.0, gt=0)
     queue_timeout_s: float = Field(10.0, gt=0)  # wait for a deployment's concurrency slot
     health_probe_interval_s: float = Field(15.0, ge=0)  # 0 = no background probes
     ewma_alpha: float = Field(0.2, gt=0, le=1)  # weight of the newest latency sample
