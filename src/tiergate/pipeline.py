@@ -289,27 +289,13 @@ class Gateway:
         request_id: str | None = None,
         t0: float | None = None,
     ) -> Completed | Streaming | Explained:
-        t0 = time.perf_counter() if t0 is None else t0
         headers = headers or {}
-        request_id = request_id or new_request_id()
-
-        principal = principal or self.auth.authenticate(api_key)  # authenticate
-        req = parse_chat_request(body)  # validate
-        decision = Decision(request_id, req.model)
-        ctx = _Call(request_id, t0, principal, req, decision)
+        ctx = self._begin(parse_chat_request, body, api_key, principal, request_id, t0)
         try:
-            await self._classify(ctx, headers)  # classify: declared, default, detection
-            candidates = self.resolve(req.model)  # resolve
-            decision.candidates = [d.name for d in candidates]
-            needs = RequestNeeds.from_body(req.body, req.constraints)
-            eligible = self._eligible(ctx, candidates, needs)  # eligible
-            # admit, cache: later issues (budgets, caching) plug in here.
-            explain = _truthy(headers.get("x-tiergate-explain"))
-            order = self._route(ctx, eligible, needs, headers, explain)  # route
-            if explain:  # explain
-                decision.detection = ctx.inspection.to_dict(self.privacy.actions)
-                return Explained(decision)
-            if req.stream:
+            order = await self._decide(ctx, headers, ctx.req.body)  # classify ... route
+            if order is None:  # explain
+                return Explained(ctx.decision)
+            if ctx.req.stream:
                 return await self._call_stream(ctx, order)  # transform/audit/call
             return await self._call(ctx, order)
         except GatewayError as exc:
@@ -328,29 +314,46 @@ class Gateway:
     ) -> Embedded | Explained:
         """`POST /v1/embeddings`: the same stages as `chat` (privacy, eligibility, fallback,
         record); the input text is data like any prompt and obeys the same residency rules."""
-        t0 = time.perf_counter() if t0 is None else t0
         headers = headers or {}
-        request_id = request_id or new_request_id()
-
-        principal = principal or self.auth.authenticate(api_key)  # authenticate
-        req = parse_embeddings_request(body)  # validate
-        decision = Decision(request_id, req.model)
-        ctx = _Call(request_id, t0, principal, req, decision)
+        ctx = self._begin(parse_embeddings_request, body, api_key, principal, request_id, t0)
         try:
-            await self._classify(ctx, headers)  # classify: declared, default, detection
-            candidates = self.resolve(req.model)  # resolve
-            decision.candidates = [d.name for d in candidates]
-            needs = RequestNeeds.from_body({}, req.constraints)
-            eligible = self._eligible(ctx, candidates, needs)  # eligible
-            explain = _truthy(headers.get("x-tiergate-explain"))
-            order = self._route(ctx, eligible, needs, headers, explain)  # route
-            if explain:  # explain
-                decision.detection = ctx.inspection.to_dict(self.privacy.actions)
-                return Explained(decision)
+            order = await self._decide(ctx, headers, {})  # classify ... route (no chat needs)
+            if order is None:  # explain
+                return Explained(ctx.decision)
             return await self._call_embed(ctx, order)  # call
         except GatewayError as exc:
             self._record(ctx, exc.status, error_code=exc.code)
             raise
+
+    def _begin(
+        self, parse: Callable[[Any], ChatRequest], body: Any, api_key: str | None,
+        principal: Principal | None, request_id: str | None, t0: float | None,
+    ) -> _Call:
+        """authenticate and validate: the request's state for the stages that follow."""
+        t0 = time.perf_counter() if t0 is None else t0
+        request_id = request_id or new_request_id()
+        principal = principal or self.auth.authenticate(api_key)  # authenticate
+        req = parse(body)  # validate
+        return _Call(request_id, t0, principal, req, Decision(request_id, req.model))
+
+    async def _decide(
+        self, ctx: _Call, headers: Mapping[str, str], needs_body: Mapping[str, Any]
+    ) -> list[Deployment] | None:
+        """classify -> resolve -> eligible -> route: the candidates in the order to try them, or
+        None when the client asked only for the explanation (`x-tiergate-explain: true`)."""
+        req, decision = ctx.req, ctx.decision
+        await self._classify(ctx, headers)  # classify: declared, default, detection
+        candidates = self.resolve(req.model)  # resolve
+        decision.candidates = [d.name for d in candidates]
+        needs = RequestNeeds.from_body(needs_body, req.constraints)
+        eligible = self._eligible(ctx, candidates, needs)  # eligible
+        # admit, cache: later issues (budgets, caching) plug in here.
+        explain = _truthy(headers.get("x-tiergate-explain"))
+        order = self._route(ctx, eligible, needs, headers, explain)  # route
+        if explain:
+            decision.detection = ctx.inspection.to_dict(self.privacy.actions)
+            return None
+        return order
 
     async def _classify(self, ctx: _Call, headers: Mapping[str, str]) -> None:
         """The request's level: the highest of the declared levels, the configured default and

@@ -24,7 +24,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..ids import new_request_id
-from ..pipeline import Completed, Explained, Gateway, Streaming
+from ..pipeline import Completed, Embedded, Explained, Gateway, Streaming
 from ..store import Store
 
 log = logging.getLogger("tiergate.server")
@@ -93,14 +93,15 @@ async def read_json(request: web.Request) -> Any:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+async def _run(request: web.Request, stage: str) -> tuple[str, Any]:
+    """Read the body and run it through `Gateway.<stage>` (chat or embed): (request id, the
+    outcome or the error response to send)."""
     t0 = time.perf_counter()
     headers = request.headers
     rid = new_request_id()
-    gateway = request.app[GATEWAY_KEY]
     try:
         body = await read_json(request)
-        outcome = await gateway.chat(
+        outcome = await getattr(request.app[GATEWAY_KEY], stage)(
             body,
             headers=headers,
             api_key=token_from_headers(headers.get("authorization"), headers.get("x-api-key")),
@@ -108,40 +109,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             t0=t0,
         )
     except GatewayError as exc:
-        return error_response(exc, rid)
+        return rid, error_response(exc, rid)
     except Exception:
-        log.exception("unhandled error in chat completion (request id %s)", rid)
-        return _internal_error(rid)
+        log.exception("unhandled error in %s (request id %s)", stage, rid)
+        return rid, _internal_error(rid)
+    return rid, outcome
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    rid, outcome = await _run(request, "chat")
     if isinstance(outcome, Completed):
         return web.Response(
             body=outcome.result.raw, content_type=_JSON, headers=outcome.receipt.headers()
         )
     if isinstance(outcome, Explained):
         return _explained(outcome, rid)
-    return await _stream(request, outcome)
+    if isinstance(outcome, Streaming):
+        return await _stream(request, outcome)
+    return outcome  # an error response
 
 
-async def embeddings(request: web.Request) -> web.Response:
-    t0 = time.perf_counter()
-    headers = request.headers
-    rid = new_request_id()
-    try:
-        body = await read_json(request)
-        outcome = await request.app[GATEWAY_KEY].embed(
-            body,
-            headers=headers,
-            api_key=token_from_headers(headers.get("authorization"), headers.get("x-api-key")),
-            request_id=rid,
-            t0=t0,
-        )
-    except GatewayError as exc:
-        return error_response(exc, rid)
-    except Exception:
-        log.exception("unhandled error in embeddings (request id %s)", rid)
-        return _internal_error(rid)
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    rid, outcome = await _run(request, "embed")
     if isinstance(outcome, Explained):
         return _explained(outcome, rid)
-    return web.Response(body=outcome.raw, content_type=_JSON, headers=outcome.receipt.headers())
+    if isinstance(outcome, Embedded):
+        return web.Response(body=outcome.raw, content_type=_JSON, headers=outcome.receipt.headers())
+    return outcome  # an error response
 
 
 def _explained(outcome: Explained, rid: str) -> web.Response:
