@@ -384,10 +384,13 @@ async def converse_stream(request: web.Request) -> web.StreamResponse:
     return await _chat(request, stream=True)
 
 
-async def _chat(request: web.Request, stream: bool) -> web.StreamResponse:
+async def _receive(request: web.Request, *, chat: bool) -> tuple[Any, Any, web.Response | None]:
+    """Count and record the request, read its JSON body and check its signature:
+    (state, body or None, the auth error to answer with or None)."""
     st = request.app[S.STATE]
     st.requests += 1
-    st.chat_requests += 1
+    if chat:
+        st.chat_requests += 1
     st.last_headers = request.headers
     raw = await request.read()
     try:
@@ -396,7 +399,11 @@ async def _chat(request: web.Request, stream: bool) -> web.StreamResponse:
         body = None
     if isinstance(body, dict):
         st.last_request = body
-    refused = _auth_error(request, raw, st.cfg.api_key)
+    return st, body, _auth_error(request, raw, st.cfg.api_key)
+
+
+async def _chat(request: web.Request, stream: bool) -> web.StreamResponse:
+    st, body, refused = await _receive(request, chat=True)
     if refused is not None:
         return refused
     if not isinstance(body, dict):
@@ -521,17 +528,7 @@ async def _write_trickle(resp: web.StreamResponse, data: bytes) -> None:
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
-    st = request.app[S.STATE]
-    st.requests += 1
-    st.last_headers = request.headers
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict):
-        st.last_request = body
-    refused = _auth_error(request, raw, st.cfg.api_key)
+    st, body, refused = await _receive(request, chat=False)
     if refused is not None:
         return refused
     if not isinstance(body, dict):
