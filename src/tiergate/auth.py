@@ -36,7 +36,7 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._master is not None
 
-    def authenticate(self, token: str | None) -> Principal:
+    async def authenticate(self, token: str | None) -> Principal:
         """Raises AuthenticationError for a missing or wrong key when auth is enabled."""
         if self._master is None:
             return ANONYMOUS

@@ -290,7 +290,7 @@ class Gateway:
         t0: float | None = None,
     ) -> Completed | Streaming | Explained:
         headers = headers or {}
-        ctx = self._begin(parse_chat_request, body, api_key, principal, request_id, t0)
+        ctx = await self._begin(parse_chat_request, body, api_key, principal, request_id, t0)
         try:
             order = await self._decide(ctx, headers, ctx.req.body)  # classify ... route
             if order is None:  # explain
@@ -315,7 +315,7 @@ class Gateway:
         """`POST /v1/embeddings`: the same stages as `chat` (privacy, eligibility, fallback,
         record); the input text is data like any prompt and obeys the same residency rules."""
         headers = headers or {}
-        ctx = self._begin(parse_embeddings_request, body, api_key, principal, request_id, t0)
+        ctx = await self._begin(parse_embeddings_request, body, api_key, principal, request_id, t0)
         try:
             order = await self._decide(ctx, headers, {})  # classify ... route (no chat needs)
             if order is None:  # explain
@@ -325,14 +325,14 @@ class Gateway:
             self._record(ctx, exc.status, error_code=exc.code)
             raise
 
-    def _begin(
+    async def _begin(
         self, parse: Callable[[Any], ChatRequest], body: Any, api_key: str | None,
         principal: Principal | None, request_id: str | None, t0: float | None,
     ) -> _Call:
         """authenticate and validate: the request's state for the stages that follow."""
         t0 = time.perf_counter() if t0 is None else t0
         request_id = request_id or new_request_id()
-        principal = principal or self.auth.authenticate(api_key)  # authenticate
+        principal = principal or await self.auth.authenticate(api_key)  # authenticate
         req = parse(body)  # validate
         return _Call(request_id, t0, principal, req, Decision(request_id, req.model))
 

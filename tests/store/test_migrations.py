@@ -19,7 +19,7 @@ from tiergate.store.models import metadata
 
 from .conftest import Target
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _diff(connection: sa.Connection) -> list[object]:

@@ -67,16 +67,24 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "TIERGATE_DATABASE_URL": ("store", "url"),
     "TIERGATE_DEFAULT_PRIVACY": ("privacy", "default_level"),
     "TIERGATE_ROUTING_STRATEGY": ("routing", "default_strategy"),
+    "TIERGATE_REDIS_URL": ("redis", "url"),
+    "TIERGATE_BUDGET_DAILY_USD": ("budgets", "daily_usd"),
+    "TIERGATE_BUDGET_MONTHLY_USD": ("budgets", "monthly_usd"),
 }
 
 #: variable -> (section, key). Used only when neither the file nor a TIERGATE_* variable sets it.
 FALLBACKS: dict[str, tuple[str, str]] = {
     "GENAI_DATABASE_URL": ("store", "url"),  # seed 001
     "DEFAULT_PRIVACY_LEVEL": ("privacy", "default_level"),  # seed 002
+    "GENAI_REDIS_URL": ("redis", "url"),  # seed 001
+    "GENAI_BUDGET_DAILY": ("budgets", "daily_usd"),  # seed 001
+    "LLM_MONTHLY_BUDGET": ("budgets", "monthly_usd"),  # seed 002
+    "COST_ALERT_THRESHOLD": ("budgets", "alert_threshold"),  # seed 002
+    "EMERGENCY_LOCAL_ONLY": ("budgets", "emergency_local_only"),  # seed 002
 }
 
-#: Accepted and ignored for now (no error): seed 001 variables tiergate does not use yet.
-IGNORED = ("GENAI_REDIS_URL", "GENAI_BUDGET_DAILY")
+#: Accepted and ignored (no error): seed variables tiergate does not use.
+IGNORED: tuple[str, ...] = ()
 
 
 #: Seed 002's `LLM_STRATEGY` -> routing settings (a fallback: see `overrides`). `local` keeps every

@@ -61,10 +61,16 @@ class ServerConfig(_Frozen):
     max_body_mb: float = Field(20.0, gt=0)
     workers: int = Field(1, ge=1, le=64)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    # Virtual keys are stored as HMAC-SHA256(key_secret, key); without a key_secret the master
+    # key is the HMAC key (so rotating the master key then invalidates every virtual key).
+    key_secret: str | None = "env:TIERGATE_KEY_SECRET"
+    # How long a looked-up key stays cached in a process. Revocation through this process (or any
+    # process when Redis is configured) clears it at once; otherwise it bounds the delay.
+    key_cache_ttl_s: float = Field(1.0, ge=0)
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         for k, v in super().__repr_args__():
-            yield (k, SecretRef(v).display if k == "master_key" and v else v)
+            yield (k, SecretRef(v).display if k in ("master_key", "key_secret") and v else v)
 
 
 class StoreConfig(_Frozen):
@@ -167,6 +173,10 @@ class Deployment(_Frozen):
     tier: str | None = None
     price: Price = Price()
     latency_ms: float | None = Field(None, gt=0)
+    # The upstream's own quota (e.g. Groq's free tier): requests and tokens per minute. When it is
+    # reached the deployment is skipped (fallback) until the sliding window frees room.
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
     throughput_tps: float | None = Field(None, gt=0)
     quality: float = Field(0.5, ge=0, le=1)
     capabilities: tuple[Capability, ...] = ()
@@ -292,11 +302,90 @@ class RoutingConfig(_Frozen):
     learning: bool = True  # record outcomes per deployment and task class (store)
 
 
+OnStoreUnavailable = Literal["refuse", "allow"]
+
+
+class Limits(_Frozen):
+    """One scope's money and rate limits (a team's; the global ones live in `budgets`)."""
+
+    daily_usd: Decimal | None = Field(None, ge=0)
+    monthly_usd: Decimal | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=1)  # requests per minute (sliding window)
+    tpm: int | None = Field(None, ge=1)  # tokens per minute (prompt estimate + max_tokens)
+    # When the shared counter store (Redis, or the database) cannot be reached: refuse the request
+    # (503) or admit it uncounted. None: `budgets.on_store_unavailable`.
+    on_store_unavailable: OnStoreUnavailable | None = None
+
+
+class BudgetsConfig(_Frozen):
+    """Spend control (seed 002): the global daily/monthly budget and the rules every budget follows
+    (global, team and key budgets alike)."""
+
+    daily_usd: Decimal | None = Field(None, ge=0)  # GENAI_BUDGET_DAILY
+    monthly_usd: Decimal | None = Field(None, ge=0)  # LLM_MONTHLY_BUDGET
+    timezone: str = "UTC"  # budgets reset at midnight / on the 1st in this zone
+    alert_threshold: float = Field(0.8, gt=0, le=1)  # COST_ALERT_THRESHOLD: share spent -> alert
+    alert_webhook: str | None = None  # POSTed a JSON event when a budget crosses the threshold
+    # Less than this share left of any budget: only zero-cost (local) deployments are used.
+    emergency_below: float = Field(0.10, ge=0, le=1)
+    emergency_local_only: bool = False  # EMERGENCY_LOCAL_ONLY: zero-cost deployments only, always
+    # One request may reserve at most this share of what remains of each budget (seed 002: 5 %).
+    max_request_share: float = Field(0.05, gt=0, le=1)
+    # max_tokens assumed for the pre-call estimate when a request sets none.
+    estimate_max_tokens: int = Field(1024, ge=1)
+    # A reservation not settled within this time (a crashed process) stops counting.
+    reservation_ttl_s: float = Field(900.0, gt=0)
+    on_store_unavailable: OnStoreUnavailable = "refuse"
+    # Global rate limits (every request counts).
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as UTC or Asia/Baku)") from None
+        return v
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v or None
+
+
+class RedisConfig(_Frozen):
+    """Shared state for several replicas: rate limits, budget counters, key revocations, cache."""
+
+    url: str | None = None  # TIERGATE_REDIS_URL (seed 001: GENAI_REDIS_URL); may be env:NAME
+    prefix: str = Field("tiergate", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    timeout_s: float = Field(0.5, gt=0)  # per command: a stuck Redis must not stall requests
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://", "env:", "file:")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be env:NAME)")
+        return v or None
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for k, v in super().__repr_args__():
+            yield (k, _mask_url_password(v) if k == "url" and v else v)
+
+
 class Settings(_Frozen):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     routing: RoutingConfig = RoutingConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    teams: dict[str, Limits] = Field(default_factory=dict)
+    redis: RedisConfig = RedisConfig()
     deployments: tuple[Deployment, ...] = ()
     model_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Where the settings came from (file path, "environment", "defaults"), for banners.

@@ -55,9 +55,9 @@ def _internal(request_id: str) -> web.Response:
     return anthropic_error(exc, request_id)
 
 
-def _authenticate(gateway: Gateway, headers: Mapping[str, str]) -> Principal:
+async def _authenticate(gateway: Gateway, headers: Mapping[str, str]) -> Principal:
     """Before the body is read: an unauthenticated caller learns nothing about validation."""
-    return gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
+    return await gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -66,7 +66,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     headers = request.headers
     gateway = request.app[GATEWAY_KEY]
     try:
-        principal = _authenticate(gateway, headers)
+        principal = await _authenticate(gateway, headers)
         body = to_openai_request(await read_json(request))
         outcome = await gateway.chat(body, headers=headers, principal=principal, request_id=rid, t0=t0)
         if isinstance(outcome, Completed):
@@ -135,7 +135,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     rid = new_request_id()
     gateway = request.app[GATEWAY_KEY]
     try:
-        _authenticate(gateway, request.headers)
+        await _authenticate(gateway, request.headers)
         body = to_openai_request(await read_json(request), count_only=True)
         gateway.resolve(body["model"])  # 404 naming the known models
     except GatewayError as exc:

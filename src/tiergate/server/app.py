@@ -176,7 +176,7 @@ async def list_models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     headers = request.headers
     try:
-        gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
+        await gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
     except GatewayError as exc:
         return error_response(exc, rid)
     payload = {"object": "list", "data": gateway.list_models()}
@@ -192,7 +192,7 @@ async def feedback(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     headers = request.headers
     try:
-        gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
+        await gateway.auth.authenticate(token_from_headers(headers.get("authorization"), headers.get("x-api-key")))
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
             raise InvalidRequestError("'request_id' must be a string (an x-request-id)", param="request_id")

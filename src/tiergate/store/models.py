@@ -15,6 +15,18 @@ Tables:
     deployment_stats  learning totals per (deployment, task class), upserted in batches by
                  `routing.learning.Learner.flush` (migration 0002).
     feedback     one user score per request id (migration 0002).
+    api_keys     virtual keys (migration 0003): only HMAC digests of the key, never the key;
+                 `prev_hash` keeps a rotated key valid until `prev_valid_until` (grace period).
+                 List-valued restrictions (models, deployments, locations, residencies) are JSON
+                 text; empty means unrestricted.
+    budgets      budgets and rate limits set through the admin API for a scope ("global",
+                 "team:<name>"), over what the config file says (migration 0003).
+    budget_usage / budget_reservations  the shared budget counters when several processes use
+                 one database without Redis (`budget/sql.py`): settled spend per budget window and
+                 the open reservations, in integer nano-dollars (migration 0003).
+    request_log.team, task_class, cache, saved_usd  (migration 0003): the key's team, the auto-route
+                 task class, how the cache answered (hit / semantic-hit / miss / bypass, NULL when
+                 no cache) and the upstream cost a cache hit saved.
 
 Types that need care across SQLite and PostgreSQL:
     created_at   `UTCDateTime`: always an aware UTC datetime in Python. PostgreSQL stores
@@ -73,6 +85,7 @@ request_log = sa.Table(
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("key_id", sa.String, nullable=True),
+    sa.Column("team", sa.String, nullable=True),
     sa.Column("model_group", sa.String, nullable=False),
     sa.Column("deployment", sa.String, nullable=True),
     sa.Column("location", sa.String, nullable=True),
@@ -94,6 +107,9 @@ request_log = sa.Table(
     sa.Column("attempts", sa.Text, nullable=False, server_default=sa.text("'[]'")),
     sa.Column("request_body", sa.Text, nullable=True),
     sa.Column("response_body", sa.Text, nullable=True),
+    sa.Column("task_class", sa.String, nullable=True),
+    sa.Column("cache", sa.String, nullable=True),
+    sa.Column("saved_usd", sa.Numeric(18, 10), nullable=True),
     sa.Index("ix_request_log_created_at", "created_at"),
     sa.Index("ix_request_log_model_group_created_at", "model_group", "created_at"),
 )
@@ -131,4 +147,64 @@ feedback = sa.Table(
     sa.Column("deployment", sa.String, nullable=False),
     sa.Column("task_class", sa.String, nullable=False),
     sa.Index("ix_feedback_created_at", "created_at"),
+)
+
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("key_hash", sa.String, nullable=False),
+    sa.Column("prev_hash", sa.String, nullable=True),
+    sa.Column("prev_valid_until", UTCDateTime, nullable=True),
+    sa.Column("prefix", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=True),
+    sa.Column("team", sa.String, nullable=True),
+    sa.Column("models", sa.Text, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("deployments", sa.Text, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("locations", sa.Text, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("residencies", sa.Text, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("default_privacy", sa.String, nullable=True),
+    sa.Column("default_strategy", sa.String, nullable=True),
+    sa.Column("daily_usd", sa.Numeric(18, 10), nullable=True),
+    sa.Column("monthly_usd", sa.Numeric(18, 10), nullable=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("key_hash"),
+    sa.Index("ix_api_keys_prev_hash", "prev_hash"),
+    sa.Index("ix_api_keys_team", "team"),
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("daily_usd", sa.Numeric(18, 10), nullable=True),
+    sa.Column("monthly_usd", sa.Numeric(18, 10), nullable=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("on_store_unavailable", sa.String, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+budget_usage = sa.Table(
+    "budget_usage",
+    metadata,
+    sa.Column("window", sa.String, primary_key=True),
+    sa.Column("spent_nano", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("ends_at", sa.Float, nullable=False),
+)
+
+budget_reservations = sa.Table(
+    "budget_reservations",
+    metadata,
+    sa.Column("window", sa.String, primary_key=True),
+    sa.Column("request_id", sa.String, primary_key=True),
+    sa.Column("amount_nano", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )

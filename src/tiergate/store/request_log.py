@@ -65,6 +65,7 @@ class RequestLogRecord:
     overhead_ms: float
     upstream_ms: float
     key_id: str | None = None
+    team: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -77,6 +78,9 @@ class RequestLogRecord:
     attempts: list[dict[str, object]] = field(default_factory=list)
     request_body: str | None = None
     response_body: str | None = None
+    task_class: str | None = None
+    cache: str | None = None  # hit | semantic-hit | miss | bypass; None: no cache configured
+    saved_usd: Decimal | None = None  # upstream cost a cache hit saved
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -101,8 +105,9 @@ def driver_insert_sql(dialect: str) -> str:
 
 
 _ROW = operator.attrgetter(*_COLUMNS)  # every column is a RequestLogRecord field
-_I_CREATED, _I_COST, _I_ESTIMATED, _I_STREAM, _I_ATTEMPTS = (
-    _COLUMNS.index(c) for c in ("created_at", "cost_usd", "tokens_estimated", "stream", "attempts")
+_I_CREATED, _I_COST, _I_ESTIMATED, _I_STREAM, _I_ATTEMPTS, _I_SAVED = (
+    _COLUMNS.index(c)
+    for c in ("created_at", "cost_usd", "tokens_estimated", "stream", "attempts", "saved_usd")
 )
 
 
@@ -120,6 +125,8 @@ def record_to_params(r: RequestLogRecord, dialect: str) -> tuple[Any, ...]:
         row[_I_CREATED] = created.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         cost = row[_I_COST]
         row[_I_COST] = float(cost) if cost is not None else None
+        saved = row[_I_SAVED]
+        row[_I_SAVED] = float(saved) if saved is not None else None
         row[_I_ESTIMATED] = int(bool(row[_I_ESTIMATED]))
         row[_I_STREAM] = int(bool(row[_I_STREAM]))
     else:

@@ -1,0 +1,41 @@
+"""The Redis connection shared by rate limits, budget counters, key revocations and the cache.
+
+One `redis.asyncio.Redis` (a connection pool) per process, created from `settings.redis`, or None
+when no Redis is configured (then every component keeps its state in the process or database).
+Commands time out after `redis.timeout_s`: a stuck Redis must not stall requests; each caller
+decides what an unreachable Redis means (see `budget.counters.CounterStoreUnavailable`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config.models import RedisConfig, resolve_secret
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+def redis_url(cfg: RedisConfig) -> str | None:
+    return resolve_secret(cfg.url) if cfg.url else None
+
+
+def connect(cfg: RedisConfig) -> Redis | None:
+    """A client for `cfg.url` (no connection is made until the first command), or None."""
+    url = redis_url(cfg)
+    if not url:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(
+        url,
+        socket_timeout=cfg.timeout_s,
+        socket_connect_timeout=cfg.timeout_s,
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+def key(cfg: RedisConfig, *parts: str) -> str:
+    """A namespaced Redis key: `<prefix>:<part>:<part>...`."""
+    return ":".join((cfg.prefix, *parts))
