@@ -493,11 +493,14 @@ class Direct(Target):
 class Tiergate(Target):
     name = "tiergate"
 
-    def __init__(self, nginx_port: int, config_text: str | None = None, label: str | None = None):
+    def __init__(self, nginx_port: int, config_text: str | None = None, label: str | None = None,
+                 workers: int = 2):
         """config_text/label: another config (NGINX_PORT filled in the same way) and a name for its
-        log, config and SQLite files; bench/privacy_speed.py runs detection on vs off with them."""
+        log, config and SQLite files; bench/privacy_speed.py runs detection on vs off with them.
+        workers: `tiergate serve --workers` (bench/budget_speed.py compares 1 and 2)."""
         super().__init__(nginx_port)
         self.config_text = config_text
+        self.workers = workers
         if label:
             self.name = label
 
@@ -528,7 +531,7 @@ class Tiergate(Target):
         env = dict(os.environ, TIERGATE_MASTER_KEY=MASTER_KEY)
         return start_process(
             self.name,
-            [str(TIERGATE_BIN), "serve", "--config", str(cfg.relative_to(ROOT)), "--workers", "2", "--port", str(self.port)],
+            [str(TIERGATE_BIN), "serve", "--config", str(cfg.relative_to(ROOT)), "--workers", str(self.workers), "--port", str(self.port)],
             env=env,
         )
 

@@ -7,7 +7,9 @@ settings and calls into the package.
     tiergate simulate   a simulated upstream (local | sovereign | cloud; any wire format)
     tiergate explain    the routing decision for a request, without calling any upstream
     tiergate privacy scan   detect personal data and secrets in JSON Lines texts
-    tiergate report     per deployment, group and experiment arm: requests, spend, latency, errors
+    tiergate report     per deployment, group, team and experiment arm: requests, spend, latency,
+                        errors, cache savings; recommendations computed from the data
+    tiergate keys       virtual API keys: create | list | show | revoke | rotate
 """
 
 from __future__ import annotations
@@ -274,16 +276,21 @@ def explain(
 
 @app.command()
 def report(
-    days: Annotated[int, typer.Option(help="the last N days")] = 30,
+    days: Annotated[int, typer.Option(min=1, help="the last N days")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of tables")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Requests, tokens, spend, latency (average, p95), error rate and feedback per deployment,
-    per model group and per experiment arm, from the request log."""
+    """Requests, tokens, spend, latency (average, p95), error rate, feedback, cache hits and
+    savings per deployment, per model group and per experiment arm; per team; and
+    recommendations computed from them (prices, locations and groups from the config), from the
+    request log."""
     from .report import build_report
     from .store import Store
 
+    if as_json and as_csv:
+        err_console.print("give --json or --csv, not both")
+        raise typer.Exit(2)
     settings = _load(config)
 
     async def run() -> Any:
@@ -347,6 +354,240 @@ def _scan_line(detector: Any, line: str, n: int, explain_: bool) -> str:
         return orjson.dumps({"id": ident, "line": n, "error": f"detector failed: {type(exc).__name__}"}).decode()
     entities = [{**e.to_dict(), "why": e.reason} if explain_ else e.to_dict() for e in found]
     return orjson.dumps({"id": ident, "entities": entities}).decode()
+
+
+keys_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False,
+    help="Virtual API keys, directly in the configured database (the admin API's twin).",
+)
+app.add_typer(keys_app, name="keys")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text and tables")]
+_KEY_SHOWN_ONCE = "Store this key now: it cannot be shown again (only its digest is kept)."
+
+
+def _keys_run(settings: Settings, op: Any, *, need_secret: bool, as_json: bool) -> Any:
+    """Run `op(keystore)` against the configured database; a GatewayError is printed (JSON with
+    --json) and ends the command with exit code 1."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .auth import key_secret
+    from .errors import GatewayError
+    from .keys import KeyStore
+    from .store import Store
+
+    secret = key_secret(settings) if resolve_secret(settings.server.master_key) else None
+    if need_secret and not secret:
+        err_console.print(
+            "virtual keys need a master key (TIERGATE_MASTER_KEY or server.master_key; and the same "
+            "TIERGATE_KEY_SECRET / server.key_secret as the gateway, if it uses one)",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+
+    async def run() -> Any:
+        store = await Store.open(settings.store.url)
+        try:
+            return await op(KeyStore(store.engine, secret or ""))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except GatewayError as exc:
+        if as_json:
+            sys.stdout.write(json.dumps(exc.to_dict()) + "\n")
+        else:
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(1) from None
+    except (OSError, SQLAlchemyError) as exc:  # the database is unreachable or refused the change
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        err_console.print(f"[bold red]database error:[/] {type(exc).__name__}: {escape(first_line)}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _keys_publish(settings: Settings, key_id: str) -> None:
+    """Tell running gateways (Redis) that a key changed, so they drop it from their caches now."""
+    from .auth import key_channel, publish_invalidation
+    from .redisconn import connect
+
+    ttl = settings.server.key_cache_ttl_s
+
+    async def run() -> str:
+        client = connect(settings.redis)
+        if client is None:
+            return f"no Redis configured: running gateways see the change within {ttl:g}s (key_cache_ttl_s)"
+        try:
+            heard = await publish_invalidation(client, key_channel(settings), key_id)
+            return f"told {heard} running gateway process(es) through Redis"
+        except Exception as exc:  # noqa: BLE001 - the database change stands; the TTL bounds the rest
+            return (
+                f"could not reach Redis ({type(exc).__name__}): running gateways see the change within "
+                f"{ttl:g}s (key_cache_ttl_s)"
+            )
+        finally:
+            await client.aclose()
+
+    err_console.print(asyncio.run(run()), highlight=False)
+
+
+def _keys_print(data: dict[str, Any], as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for name, value in data.items():
+        if name == "key":
+            continue
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, ensure_ascii=False) if value else "-"
+        table.add_row(name, Text("-" if value is None else str(value)))
+    console.print(table)
+
+
+def _keys_plaintext(data: dict[str, Any], plaintext: str, as_json: bool, verb: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({**data, "key": plaintext}) + "\n")
+    else:
+        _keys_print(data, False, title=f"{verb} API key {data['id']}")
+        console.print(f"\nkey: {plaintext}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(_KEY_SHOWN_ONCE, style="bold yellow", highlight=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[Optional[str], typer.Option(help="a name people recognise the key by")] = None,
+    team: Annotated[Optional[str], typer.Option(help="the team the key belongs to (team budgets)")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="allowed model group or name (repeatable; none: all)")] = None,
+    deployment: Annotated[Optional[list[str]], typer.Option("--deployment", help="allowed deployment (repeatable)")] = None,
+    location: Annotated[Optional[list[str]], typer.Option("--location", help="allowed location: local | sovereign | cloud (repeatable)")] = None,
+    residency: Annotated[Optional[list[str]], typer.Option("--residency", help="allowed residency, e.g. AZ (repeatable)")] = None,
+    privacy: Annotated[Optional[str], typer.Option(help="default privacy level: PUBLIC | SENSITIVE | PRIVATE")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="default routing strategy")] = None,
+    daily_usd: Annotated[Optional[str], typer.Option(help="daily budget in USD")] = None,
+    monthly_usd: Annotated[Optional[str], typer.Option(help="monthly budget in USD")] = None,
+    rpm: Annotated[Optional[int], typer.Option(help="requests per minute")] = None,
+    tpm: Annotated[Optional[int], typer.Option(help="tokens per minute")] = None,
+    expires_at: Annotated[Optional[str], typer.Option(help="expiry, ISO 8601 with a time zone")] = None,
+    expires_in: Annotated[Optional[str], typer.Option(help="expiry from now: 30d, 12h, 15m, 2w")] = None,
+    metadata: Annotated[Optional[str], typer.Option(help="a JSON object stored with the key")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Issue a virtual key; its plaintext is printed once."""
+    from .keys import check_known_names, parse_key_spec
+
+    settings = _load(config)
+    given: dict[str, Any] = {
+        "name": name, "team": team, "models": model, "deployments": deployment, "locations": location,
+        "residencies": residency, "default_privacy": privacy, "default_strategy": strategy,
+        "daily_usd": daily_usd, "monthly_usd": monthly_usd, "rpm": rpm, "tpm": tpm,
+        "expires_at": expires_at, "expires_in": expires_in,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    if metadata is not None:
+        try:
+            body["metadata"] = json.loads(metadata)
+        except ValueError as exc:
+            err_console.print(f"--metadata is not JSON: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    async def op(keystore: Any) -> Any:
+        spec = parse_key_spec(body)
+        check_known_names(spec, list(settings.model_groups), [d.name for d in settings.deployments])
+        return await keystore.create(spec)
+
+    key, plaintext = _keys_run(settings, op, need_secret=True, as_json=as_json)
+    _keys_plaintext(key.to_dict(), plaintext, as_json, "created")
+
+
+@keys_app.command("list")
+def keys_list(
+    team: Annotated[Optional[str], typer.Option(help="only this team's keys")] = None,
+    include_revoked: Annotated[bool, typer.Option("--include-revoked/--active-only", help="show revoked keys too")] = True,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The virtual keys (never their plaintexts)."""
+    settings = _load(config)
+
+    async def op(keystore: Any) -> Any:
+        return await keystore.list(team=team, include_revoked=include_revoked)
+
+    keys = [k.to_dict() for k in _keys_run(settings, op, need_secret=False, as_json=as_json)]
+    if as_json:
+        sys.stdout.write(json.dumps({"object": "list", "data": keys}) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{len(keys)} API key(s)")
+    for column in ("id", "prefix", "name", "team", "status", "models", "expires_at", "created_at"):
+        table.add_column(column, no_wrap=column in ("id", "prefix", "status"), overflow="fold")
+    for k in keys:
+        cells = (
+            k["id"], k["prefix"], k["name"] or "-", k["team"] or "-", k["status"],
+            ", ".join(k["models"]) or "all", k["expires_at"] or "never", k["created_at"],
+        )
+        table.add_row(*(Text(cell) for cell in cells))
+    console.print(table)
+
+
+@keys_app.command("show")
+def keys_show(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_…)")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One key's settings and status."""
+    settings = _load(config)
+
+    async def op(keystore: Any) -> Any:
+        return await keystore.get(key_id)
+
+    _keys_print(_keys_run(settings, op, need_secret=False, as_json=as_json).to_dict(), as_json,
+                title=f"API key {key_id}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_…)")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key (at once in running gateways when Redis is configured)."""
+    settings = _load(config)
+
+    async def op(keystore: Any) -> Any:
+        return await keystore.revoke(key_id)
+
+    key = _keys_run(settings, op, need_secret=False, as_json=as_json)
+    _keys_publish(settings, key_id)
+    _keys_print(key.to_dict(), as_json, title=f"revoked API key {key_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_…)")],
+    grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="seconds the old key stays valid")] = 0,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """A new plaintext for a key (same id and settings); printed once."""
+    settings = _load(config)
+
+    async def op(keystore: Any) -> Any:
+        return await keystore.rotate(key_id, grace_s)
+
+    key, plaintext = _keys_run(settings, op, need_secret=True, as_json=as_json)
+    _keys_publish(settings, key_id)
+    _keys_plaintext(key.to_dict(), plaintext, as_json, "rotated")
 
 
 def main() -> None:

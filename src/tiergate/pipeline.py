@@ -7,7 +7,7 @@ each stage is a call into its own module:
     classify      declared level (header / metadata / constraint) or default -> effective level
     resolve       model name -> model group candidates               (404 lists known names)
     eligible      privacy by location, then constraints              (routing/eligible.py)
-    admit         rate limits and budget reservation                 (later: budget/)
+    admit         key restrictions, rate limits, budget rules and reservation (budget/)
     cache         exact / semantic lookup                            (later: cache/)
     route         order the candidates: the group's fallback order   (later: routing strategies)
     explain       `x-tiergate-explain: true` returns the trace here, nothing is called
@@ -15,7 +15,8 @@ each stage is a call into its own module:
     audit         egress record before a non-local call              (later: audit.py)
     call          adapter call; fallback to the next candidate on connection errors, timeouts,
                   429 and 5xx; other 4xx are returned as they are
-    settle        usage (reported, else estimated) into the record   (later: ledger)
+    settle        usage (reported, else estimated) -> cost; the reservation is released and the
+                  actual cost counted against every budget              (budget/)
     record        request log row, batched off the hot path          (store/)
 
 The decision trace (`Decision`) is a value, so `explain` and the logs come from the same data.
@@ -33,8 +34,10 @@ from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping, TypeVar
 
 import orjson
 
-from .auth import Authenticator, Principal
-from .config.models import Deployment, Settings, resolve_secret
+from .auth import Authenticator, Principal, build_authenticator
+from .budget.manager import Admission, BudgetManager
+from .budget.setup import build_budget_manager
+from .config.models import Deployment, Settings
 from .errors import (
     GatewayError,
     InvalidRequestError,
@@ -46,11 +49,13 @@ from .errors import (
     UpstreamProtocolError,
 )
 from .ids import new_request_id
+from .keys import KeyStore
 from .privacy.levels import PrivacyLevel, parse_level
 from .privacy.policy import Inspection, PrivacyEngine
 from .privacy.restoration import StreamRestoration, restore_result
 from .privacy.restore import Restorer
 from .providers import Provider, create_provider
+from .redisconn import connect as connect_redis
 from .request import parse_chat_request, parse_embeddings_request
 from .routing.constraints import RequestNeeds
 from .routing.eligible import (
@@ -110,6 +115,7 @@ class Receipt:
     fallbacks: int = 0
     transform: str = "none"
     cost_usd: Decimal | None = None  # known for complete answers (not for streams: sent first)
+    extra: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* of the key/team limits
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -124,6 +130,8 @@ class Receipt:
         }
         if self.cost_usd is not None:
             out["x-tiergate-cost-usd"] = f"{self.cost_usd:.8f}"
+        if self.extra:
+            out.update(self.extra)
         return out
 
 
@@ -245,6 +253,8 @@ class _Call:
     task_class: str = "general"
     # The pseudonymised/redacted body (computed once, for the candidates that need it).
     transformed: tuple[dict[str, Any], Restorer, dict[str, int]] | None = None
+    admission: Admission | None = None  # budget reservation and rate-limit headers
+    tokens_estimate: int = 0  # prompt estimate + max_tokens: what rate limits count
 
 
 class Gateway:
@@ -254,7 +264,6 @@ class Gateway:
         self, settings: Settings, *, log_writer: RequestLogWriter | None = None, store: Any = None
     ) -> None:
         self.settings = settings
-        self.auth = Authenticator(resolve_secret(settings.server.master_key))
         self.default_level = parse_level(settings.privacy.default_level)
         self.privacy = PrivacyEngine(settings.privacy)
         self.log_writer = log_writer
@@ -268,14 +277,33 @@ class Gateway:
         for d in settings.deployments:  # every deployment is addressable by its own name
             self.groups.setdefault(d.name, (d,))
         self.router = Router(settings, self.providers, store)
+        self.redis = connect_redis(settings.redis)  # None without redis.url
+        self.budget: BudgetManager = build_budget_manager(
+            settings, store.engine if store is not None else None, self.redis
+        )
+        # Master key, then virtual keys from the store (none without a master key or a store);
+        # key changes are broadcast to the other gateways through Redis.
+        self.auth: Authenticator = build_authenticator(
+            settings, store.engine if store is not None else None, self.redis
+        )
+        self.keystore: KeyStore | None = self.auth.keystore
+        if any(d.rpm or d.tpm for d in settings.deployments):
+            self.router.quota = self._deployment_quota
 
     async def start(self) -> None:
         self.privacy.warm_up()
         await asyncio.gather(*(p.start() for p in self.providers.values()))
         await self.router.start()
+        await self.budget.policies.start()
+        await self.auth.start()
 
     async def close(self) -> None:
         await self.router.close()
+        await self.budget.policies.close()
+        await self.budget.close()
+        await self.auth.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
 
     # ------------------------------------------------------------------ the pipeline
@@ -300,6 +328,10 @@ class Gateway:
             return await self._call(ctx, order)
         except GatewayError as exc:
             self._record(ctx, exc.status, error_code=exc.code)  # record failures too
+            self._limit_headers(ctx, exc)
+            raise
+        except BaseException:
+            self.budget.settle(ctx.admission, None)  # cancelled: release the reservation
             raise
 
     async def embed(
@@ -323,6 +355,10 @@ class Gateway:
             return await self._call_embed(ctx, order)  # call
         except GatewayError as exc:
             self._record(ctx, exc.status, error_code=exc.code)
+            self._limit_headers(ctx, exc)
+            raise
+        except BaseException:
+            self.budget.settle(ctx.admission, None)
             raise
 
     async def _begin(
@@ -343,12 +379,13 @@ class Gateway:
         None when the client asked only for the explanation (`x-tiergate-explain: true`)."""
         req, decision = ctx.req, ctx.decision
         await self._classify(ctx, headers)  # classify: declared, default, detection
-        candidates = self.resolve(req.model)  # resolve
+        candidates = self.resolve(req.model, ctx.principal)  # resolve
         decision.candidates = [d.name for d in candidates]
         needs = RequestNeeds.from_body(needs_body, req.constraints)
         eligible = self._eligible(ctx, candidates, needs)  # eligible
-        # admit, cache: later issues (budgets, caching) plug in here.
         explain = _truthy(headers.get("x-tiergate-explain"))
+        eligible = await self._admit(ctx, eligible, needs, explain)  # admit
+        # cache: a later issue plugs in here.
         order = self._route(ctx, eligible, needs, headers, explain)  # route
         if explain:
             decision.detection = ctx.inspection.to_dict(self.privacy.actions)
@@ -372,6 +409,9 @@ class Gateway:
             except ValueError as exc:
                 raise InvalidRequestError(f"invalid privacy level in {source}: {exc}", param=param) from None
         levels.append((self.default_level, "default (privacy.default_level)"))
+        key = ctx.principal.key
+        if key is not None and key.default_privacy:
+            levels.append((parse_level(key.default_privacy), f"default of API key {key.id}"))
         insp = ctx.inspection = await self.privacy.inspect(req.body)
         if insp.failed is not None and self.settings.privacy.on_detector_failure == "refuse":
             raise ServiceUnavailableError(
@@ -390,8 +430,15 @@ class Gateway:
         # Highest wins; on a tie the first named (declared, then default, then detection).
         decision.privacy, decision.privacy_reason = max(levels, key=lambda item: item[0])
 
-    def resolve(self, model: str) -> tuple[Deployment, ...]:
-        """The candidates of a public model name; 404 naming the known ones."""
+    def resolve(self, model: str, principal: Principal | None = None) -> tuple[Deployment, ...]:
+        """The candidates of a public model name; 404 naming the known ones; 403 for a name the
+        caller's key may not use."""
+        key = principal.key if principal is not None else None
+        if key is not None and key.models and model not in key.models:
+            raise PolicyError(
+                f"API key {key.id} may not use model '{model}'; it may use: {', '.join(key.models)}",
+                param="model", code="model_not_allowed",
+            )
         group = self.groups.get(model)
         if group is None:
             known = ", ".join(sorted(self.settings.model_groups) or sorted(self.groups))
@@ -405,6 +452,10 @@ class Gateway:
         """Privacy first (absolute), then the request's constraints and live availability."""
         level = ctx.decision.privacy
         cleared, excluded = split_eligible(candidates, level, self.settings.privacy.allowed_residencies)
+        key = ctx.principal.key
+        if key is not None and (key.deployments or key.locations or key.residencies):
+            cleared, by_key = _key_allows(key, cleared)
+            excluded += by_key
         eligible, more = self.router.filter(cleared, needs)
         excluded += more
         ctx.decision.excluded = excluded
@@ -419,6 +470,12 @@ class Gateway:
                 f"no deployment of model '{ctx.req.model}' is cleared for {level.name} data "
                 f"({ctx.decision.privacy_reason}): {reasons}. Nothing was sent upstream."
             )
+        if kinds <= {"privacy", "key"}:
+            raise PolicyError(
+                f"no deployment of model '{ctx.req.model}' is allowed for this API key at {level.name}: "
+                f"{reasons}. Nothing was sent upstream.",
+                code="key_not_allowed",
+            )
         if "constraint" not in kinds:
             raise ServiceUnavailableError(
                 f"no deployment of model '{ctx.req.model}' is available now: {reasons}",
@@ -429,12 +486,44 @@ class Gateway:
             code="no_eligible_deployment",
         )
 
+    async def _admit(
+        self, ctx: _Call, eligible: list[Deployment], needs: RequestNeeds, explain: bool
+    ) -> list[Deployment]:
+        """admit: rate limits, then the budget rules and the reservation (budget/manager.py)."""
+        req = ctx.req
+        if "messages" in req.body:
+            prompt, out = needs.prompt_tokens, needs.explicit_max_tokens
+        else:  # embeddings: input tokens only
+            prompt, out = _estimate_input_tokens(req.body.get("input")), 0
+        ctx.tokens_estimate = prompt + (out if out is not None else self.settings.budgets.estimate_max_tokens)
+        kept, excluded, ctx.admission = await self.budget.admit(
+            ctx.request_id, ctx.principal, eligible, prompt, out, dry_run=explain
+        )
+        if excluded:
+            ctx.decision.excluded += excluded
+        return kept
+
+    async def _deployment_quota(self, d: Deployment, ctx: Any) -> None:
+        """Before each attempt: the deployment's own requests/tokens per minute (fallback when used up)."""
+        if self.budget.has_quota(d):
+            await self.budget.deployment_quota(d, max(1, getattr(ctx, "tokens_estimate", 1)))
+
+    @staticmethod
+    def _limit_headers(ctx: _Call, exc: GatewayError) -> None:
+        """Every answer carries the rate-limit headers, errors included."""
+        if ctx.admission is not None and ctx.admission.headers:
+            for k, v in ctx.admission.headers.items():
+                exc.headers.setdefault(k, v)
+
     def _route(
         self, ctx: _Call, eligible: list[Deployment], needs: RequestNeeds, headers: Mapping[str, str], explain: bool
     ) -> list[Deployment]:
         """route: the strategy's order of the eligible candidates (an experiment's arm first)."""
         req = ctx.req
-        strategy = self.router.strategy(req.model, req.constraints, headers.get("x-tiergate-strategy"))
+        key = ctx.principal.key
+        strategy = self.router.strategy(
+            req.model, req.constraints, headers.get("x-tiergate-strategy"), key.default_strategy if key else None
+        )
         auto = self.settings.routing.auto_route.enabled or req.constraints.get("auto_route") is True
         route = self.router.route(
             req.model, strategy, eligible, needs, req.body, auto=auto, key_id=ctx.principal.key_id, explain=explain
@@ -558,6 +647,7 @@ class Gateway:
         return Receipt(
             ctx.request_id, d.name, d.location, d.residency, ctx.decision.privacy.name,
             overhead, len(ctx.attempts), ctx.decision.transforms.get(d.name, "none"),
+            extra=ctx.admission.headers if ctx.admission is not None else {},
         )
 
     def _record(
@@ -572,6 +662,7 @@ class Gateway:
         cost = None
         if usage is not None and d is not None:
             cost = predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
+        self.budget.settle(ctx.admission, cost)  # settle
         if d is not None and status != 499:  # a client that went away says nothing of d
             self.router.learn(ctx.request_id, d, ctx.task_class, status < 400, upstream_ms, float(cost or 0))
         self.router.learn_failures(ctx.attempts, ctx.task_class)  # attempts fallback covered, too
@@ -590,6 +681,8 @@ class Gateway:
                 overhead_ms=overhead_ms if overhead_ms is not None else max(0.0, total_ms - upstream_ms),
                 upstream_ms=upstream_ms,
                 key_id=ctx.principal.key_id,
+                team=ctx.principal.team,
+                task_class=ctx.task_class,
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
                 total_tokens=usage.total_tokens if usage else 0,
@@ -622,6 +715,25 @@ class Gateway:
 
     def ready_deployments(self) -> list[str]:
         return [d.name for d in self.settings.deployments if d.base_url]
+
+
+def _key_allows(key: Any, candidates: list[Deployment]) -> tuple[list[Deployment], list[Exclusion]]:
+    """The candidates an API key restricted to deployments / locations / residencies may reach."""
+    kept: list[Deployment] = []
+    excluded: list[Exclusion] = []
+    for d in candidates:
+        if key.deployments and d.name not in key.deployments:
+            why = f"API key {key.id} may use only deployments {', '.join(key.deployments)}"
+        elif key.locations and d.location not in key.locations:
+            why = f"{d.name} is {d.location}; API key {key.id} may reach only {', '.join(key.locations)}"
+        elif key.residencies and d.residency not in key.residencies:
+            why = (f"{d.name} is in {d.residency or 'an unknown residency'}; API key {key.id} may reach only "
+                   f"{', '.join(key.residencies)}")
+        else:
+            kept.append(d)
+            continue
+        excluded.append(Exclusion(d.name, why, "key"))
+    return kept, excluded
 
 
 def _model_entry(name: str, created: int, kind: str, members: Any) -> dict[str, Any]:

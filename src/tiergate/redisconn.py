@@ -3,7 +3,11 @@
 One `redis.asyncio.Redis` (a connection pool) per process, created from `settings.redis`, or None
 when no Redis is configured (then every component keeps its state in the process or database).
 Commands time out after `redis.timeout_s`: a stuck Redis must not stall requests; each caller
-decides what an unreachable Redis means (see `budget.counters.CounterStoreUnavailable`).
+decides what an unreachable Redis means (see `budget.counters.CounterStoreUnavailable`). The pool
+is a blocking one (callers wait up to `timeout_s` for a free connection instead of redis-py's
+default pool raising beyond its connection limit under a burst), and a failed command is retried
+once at once (redis-py's default retry backs off for seconds, long after the request should
+have been answered or refused).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
+MAX_CONNECTIONS = 64  # per process
+
+
 def redis_url(cfg: RedisConfig) -> str | None:
     return resolve_secret(cfg.url) if cfg.url else None
 
@@ -25,15 +32,20 @@ def connect(cfg: RedisConfig) -> Redis | None:
     url = redis_url(cfg)
     if not url:
         return None
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=cfg.timeout_s,
         socket_timeout=cfg.timeout_s,
         socket_connect_timeout=cfg.timeout_s,
         health_check_interval=30,
-        decode_responses=False,
+        retry=Retry(NoBackoff(), 1),
     )
+    return Redis.from_pool(pool)
 
 
 def key(cfg: RedisConfig, *parts: str) -> str:

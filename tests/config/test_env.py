@@ -117,6 +117,7 @@ def test_genai_spine_fallback_chain_and_store() -> None:
         "ollama-llama3.2-3b", "openai-gpt-4o", "openai-gpt-4o-mini", "claude-3-5-sonnet", "claude-3-haiku",
     )
     assert s.store.url == "postgresql://user:pass@db:5432/genai"
+    assert s.redis.url == "redis://redis:6379" and s.budgets.daily_usd == Decimal("10.00")
     ollama = s.deployment("ollama-llama3.2-3b")
     assert ollama is not None and ollama.base_url == "http://ollama:11434" and ollama.location == "local"
     assert ollama.provider == "ollama"
@@ -131,9 +132,21 @@ def test_genai_spine_fallback_chain_and_store() -> None:
     # chain order is respected even when it is not local-first
     s = load_settings(None, {**env, "GENAI_FALLBACK_CHAIN": "anthropic,ollama", "GENAI_DEFAULT_PROVIDER": "anthropic"})
     assert s.model_groups["default"] == ("claude-3-5-sonnet", "claude-3-haiku", "ollama-llama3.2-3b")
-    # TIERGATE_DATABASE_URL beats GENAI_DATABASE_URL
-    s = load_settings(None, {**env, "TIERGATE_DATABASE_URL": "sqlite:///x.db"})
-    assert s.store.url == "sqlite:///x.db"
+    # TIERGATE_DATABASE_URL beats GENAI_DATABASE_URL, TIERGATE_REDIS_URL beats GENAI_REDIS_URL
+    s = load_settings(None, {**env, "TIERGATE_DATABASE_URL": "sqlite:///x.db", "TIERGATE_REDIS_URL": "redis://r2:1/0"})
+    assert s.store.url == "sqlite:///x.db" and s.redis.url == "redis://r2:1/0"
+
+
+def test_seed_002_budget_variables() -> None:
+    env = {"LLM_MONTHLY_BUDGET": "1000.0", "COST_ALERT_THRESHOLD": "0.8", "EMERGENCY_LOCAL_ONLY": "false"}
+    s = load_settings(None, env)
+    assert s.budgets.monthly_usd == Decimal("1000.0") and s.budgets.alert_threshold == 0.8
+    assert s.budgets.emergency_local_only is False
+    s = load_settings(None, {**env, "EMERGENCY_LOCAL_ONLY": "true", "TIERGATE_BUDGET_MONTHLY_USD": "50"})
+    assert s.budgets.emergency_local_only is True and s.budgets.monthly_usd == Decimal("50")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"COST_ALERT_THRESHOLD": "80%"})
+    assert any("COST_ALERT_THRESHOLD" in p for p in info.value.problems), info.value.problems
 
 
 def test_genai_errors() -> None:

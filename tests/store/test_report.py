@@ -167,7 +167,9 @@ async def test_report_matches_independent_sums(target: Target) -> None:
     assert by_dep["sov-b"]["p95_latency_ms"] == report.deployments["sov-b"].p95_latency_ms
     assert data["learning"][0]["success_rate"] == 0.5
     parsed = list(csv.DictReader(io.StringIO(report.to_csv())))
-    assert {row["section"] for row in parsed} == {"deployment", "model_group", "arm"}
+    sections = {row["section"] for row in parsed}
+    assert sections == {"deployment", "model_group", "arm", "team", "recommendation"}
+    assert {r.kind for r in report.recommendations} == {"error_rate"}  # a third fail (429/502)
     chat = next(row for row in parsed if row["section"] == "model_group" and row["name"] == "chat")
     assert int(chat["requests"]) == report.groups["chat"].requests
     assert Decimal(chat["spend_usd"]) == report.groups["chat"].spend_usd

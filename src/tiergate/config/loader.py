@@ -38,9 +38,11 @@ from ..privacy.levels import parse_level
 from . import env as envconv
 from .errors import ConfigError
 from .models import (
+    BudgetsConfig,
     Deployment,
     Price,
     PrivacyConfig,
+    RedisConfig,
     RoutingConfig,
     ServerConfig,
     Settings,
@@ -59,6 +61,7 @@ LOADER_ONLY: dict[type[BaseModel], frozenset[str]] = {
 }
 SECTIONS: dict[str, type[BaseModel]] = {
     "server": ServerConfig, "store": StoreConfig, "privacy": PrivacyConfig, "routing": RoutingConfig,
+    "budgets": BudgetsConfig, "redis": RedisConfig,
 }
 #: Wire formats whose deployments need a base URL. The native adapters have their provider's
 #: default endpoint (Anthropic's, Gemini's AI Studio or Vertex AI, local Ollama, AWS Bedrock).
@@ -268,6 +271,8 @@ class _Loader:
         model_groups = self._groups(doc, groups, deployments)
 
         data: dict[str, Any] = {k: doc[k] for k in SECTIONS if k in doc}
+        if doc.get("teams") is not None:
+            data["teams"] = doc["teams"]
         data["deployments"] = deployments
         data["model_groups"] = model_groups
         data["origin"] = origin

@@ -20,7 +20,7 @@ DEFAULT_MAX_TOKENS_FOR_ESTIMATE = 1024
 class Exclusion:
     deployment: str
     reason: str
-    kind: str  # "privacy" | "constraint" | "unavailable"
+    kind: str  # "privacy" | "key" | "constraint" | "unavailable" | "budget"
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:

@@ -144,6 +144,9 @@ class Router:
         }
         self.rng = random.Random()
         self._allowed = frozenset(cfg.allowed_locations)
+        # Set by the gateway when deployments have rpm/tpm: awaited before each attempt, raises a
+        # DeploymentBusyError subclass when the deployment's quota is used up (fallback).
+        self.quota: Callable[[Deployment, Any], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         if self.learner is not None:
@@ -183,7 +186,11 @@ class Router:
         return ok, out
 
     # ------------------------------------------------------------------ strategy and order
-    def strategy(self, group: str, constraints: Mapping[str, Any], header: str | None) -> str:
+    def strategy(
+        self, group: str, constraints: Mapping[str, Any], header: str | None, key_default: str | None = None
+    ) -> str:
+        """The request's strategy: header, then metadata, then the key's default, then the
+        group's, then the gateway's."""
         for value, param in (
             (header, "x-tiergate-strategy"),
             (constraints.get("strategy"), "metadata.strategy"),
@@ -200,6 +207,8 @@ class Router:
                     param=param,
                 )
             return name
+        if key_default:
+            return key_default
         return self.cfg.group_strategies.get(group, self.cfg.default_strategy)
 
     def route(
@@ -313,6 +322,8 @@ class Router:
                 t_up = time.perf_counter()
                 slot: Slot | None = None
                 try:
+                    if self.quota is not None:
+                        await self.quota(d, ctx)  # the deployment's own rpm/tpm (budget/manager.py)
                     slot = await self.admit(d, budget)
                     result = await self.bounded(call(d), d, budget, last=last)
                 except UpstreamError as exc:

@@ -275,5 +275,11 @@ def build_app(gateway: Gateway, *, store: Store | None = None, max_body_bytes: i
     app.router.add_get("/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    from .admin import add_admin_routes  # /admin/keys: virtual keys, master key only
+
+    add_admin_routes(app)
+    from .admin_budgets import add_budget_routes  # /admin/budgets, /admin/report
+
+    add_budget_routes(app)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)  # JSON 404/405 for the rest
     return app

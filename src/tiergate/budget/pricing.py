@@ -1,0 +1,34 @@
+"""Prices: the pre-call maximum estimate a request reserves, and the cost of what it used.
+
+Prices are USD per 1M input/output tokens per deployment (`Deployment.price`, presets from the
+seeds, overridable in the config; local deployments carry zero or an amortised price). The actual
+cost uses the upstream's reported usage; where a provider reports none, the gateway's token
+estimate (about 4 characters a token) stands in and the request log marks it `tokens_estimated`.
+The maximum a request can cost before it is sent is its prompt estimate at the input price plus
+its `max_tokens` (or `budgets.estimate_max_tokens` when it sets none) at the output price; this is
+what budgets reserve and what `max_cost` routing compares.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from ..config.models import Deployment
+from ..routing.eligible import predicted_cost
+from ..types import Usage
+
+ZERO = Decimal(0)
+
+
+def max_cost(d: Deployment, prompt_tokens: int, max_tokens: int) -> Decimal:
+    """The most this request can cost on `d` (a request without max_tokens: the configured
+    estimate; a longer answer can exceed it, and settles at what it really cost)."""
+    return predicted_cost(d, prompt_tokens, max_tokens)
+
+
+def actual_cost(d: Deployment, usage: Usage) -> Decimal:
+    return predicted_cost(d, usage.prompt_tokens, usage.completion_tokens)
+
+
+def is_free(d: Deployment) -> bool:
+    return d.price.input == 0 and d.price.output == 0
