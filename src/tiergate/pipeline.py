@@ -2,21 +2,23 @@
 batches) calls `Gateway.chat` (`Gateway.embed` for embeddings: the same stages without streaming);
 each stage is a call into its own module:
 
-    authenticate  key -> principal                                   (auth.py)
+    authenticate  key -> principal: master key or virtual key         (auth.py, keys.py)
     validate      body -> ChatRequest                                (request.py)
     classify      declared level (header / metadata / constraint) or default -> effective level
-    resolve       model name -> model group candidates               (404 lists known names)
-    eligible      privacy by location, then constraints              (routing/eligible.py)
-    admit         key restrictions, rate limits, budget rules and reservation (budget/)
+    resolve       model name -> model group candidates (404 lists known names; 403 for a model
+                  the caller's key may not use)
+    eligible      privacy by location, the key's deployments/locations/residencies, then
+                  constraints                                        (routing/eligible.py)
+    admit         rate limits, budget rules and the reservation      (budget/manager.py)
     cache         exact / semantic lookup                            (later: cache/)
-    route         order the candidates: the group's fallback order   (later: routing strategies)
+    route         order the candidates by the strategy                (routing/router.py)
     explain       `x-tiergate-explain: true` returns the trace here, nothing is called
-    transform     per candidate: redact / pseudonymise               (later: privacy/)
+    transform     per candidate: redact / pseudonymise               (privacy/)
     audit         egress record before a non-local call              (later: audit.py)
     call          adapter call; fallback to the next candidate on connection errors, timeouts,
                   429 and 5xx; other 4xx are returned as they are
     settle        usage (reported, else estimated) -> cost; the reservation is released and the
-                  actual cost counted against every budget              (budget/)
+                  actual cost counted against every budget           (budget/)
     record        request log row, batched off the hot path          (store/)
 
 The decision trace (`Decision`) is a value, so `explain` and the logs come from the same data.

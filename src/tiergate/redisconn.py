@@ -12,7 +12,7 @@ have been answered or refused).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config.models import RedisConfig, resolve_secret
 
@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 
 
 MAX_CONNECTIONS = 64  # per process
+
+
+def _hiredis_packing(base: type) -> type:
+    """`base` packing commands with hiredis's C packer: redis-py's asyncio connections pack in
+    Python (~20 µs for a budget script's ~30 arguments, ~4 µs with hiredis)."""
+    import hiredis
+
+    class HiredisPacking(base):  # type: ignore[misc, valid-type]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            return [hiredis.pack_command(args)]
+
+    return HiredisPacking
 
 
 def redis_url(cfg: RedisConfig) -> str | None:
@@ -33,11 +45,15 @@ def connect(cfg: RedisConfig) -> Redis | None:
     if not url:
         return None
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    scheme = url.partition("://")[0]
+    base = {"rediss": SSLConnection, "unix": UnixDomainSocketConnection}.get(scheme, Connection)
     pool = BlockingConnectionPool.from_url(
         url,
+        connection_class=_hiredis_packing(base),
         max_connections=MAX_CONNECTIONS,
         timeout=cfg.timeout_s,
         socket_timeout=cfg.timeout_s,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -90,6 +91,11 @@ def test_500_concurrent_requests_against_a_budget_for_50_on_sqlite(sim: Sim, tmp
         assert status == 200, body
         monthly = next(b for b in body["data"] if b["scope"] == "global" and b["period"] == "monthly")
         assert Decimal(monthly["spent_usd"]) == spent and Decimal(monthly["reserved_usd"]) == 0
+        report = _report_when(gw, lambda r: sum(g["requests"] for g in r["groups"]) == 500)
+        dep = next(d for d in report["deployments"] if d["deployment"] == "paid")
+        group = next(g for g in report["groups"] if g["model_group"] == "paid")
+        assert dep["requests"] == 50 and Decimal(str(dep["spend_usd"])) == spent and dep["errors"] == 0
+        assert group["requests"] == 500 and group["errors"] == 450
     finally:
         gw.stop()
     # The ledger (request log) agrees with what the clients were charged.
@@ -97,6 +103,17 @@ def test_500_concurrent_requests_against_a_budget_for_50_on_sqlite(sim: Sim, tmp
         rows = db.execute("SELECT status_code, cost_usd FROM request_log").fetchall()
     assert Counter(r[0] for r in rows) == {200: 50, 429: 450}
     assert sum(Decimal(str(r[1])) for r in rows if r[0] == 200) == spent
+
+
+def _report_when(gw: GatewayProc, ready: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """GET /admin/report once the batched request log holds what `ready` wants."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, report, _ = http_json("GET", f"{gw.base}/admin/report?days=1", headers=AUTH)
+        assert status == 200, report
+        if ready(report) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -16,6 +16,15 @@ the sorted set: only the expired ones are touched) and takes their amounts off `
 keys expire two days after the window's `ends_at`; a rate-limit key `window_s` seconds after its
 last hit; a rate-limit script deletes the fields that have left the window.
 
+Pipelining: redis-py spends ~100 µs of CPU per command round trip, as much as a quarter of a
+whole gateway request. The script calls made during one event-loop iteration (the admissions and
+settlements of concurrent requests) therefore go out together in one pipeline (no MULTI: each
+script is atomic on its own, and they need not be atomic together), which costs about one round
+trip's CPU for the whole batch. A lone request waits for nothing: its batch is sent at the end
+of the same iteration. Settlements, which nobody waits for, ride along with the next batch (or
+go out on their own after `SETTLE_DELAY_S`): a reservation is released a few milliseconds later,
+and a request's share of a round trip drops to about half.
+
 Money is integer nano-dollars, exact in Lua's doubles up to 2^53 (about 9 million USD). Numbers
 go back to Redis as `%.0f`-formatted strings (never Lua's `1e+15` notation). Times are passed in
 (`now`), never read from Redis's clock, except that key TTLs are relative. Any Redis error
@@ -24,12 +33,13 @@ go back to Redis as `%.0f`-formatted strings (never Lua's `1e+15` notation). Tim
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from .counters import (
     CounterStoreUnavailable,
@@ -46,6 +56,7 @@ if TYPE_CHECKING:
 
 WINDOW_GRACE_S = 2 * 86400  # budget keys live this long after the window's ends_at
 MIN_WINDOW_TTL_S = 3600  # ... and at least this long after their last write
+SETTLE_DELAY_S = 0.005  # a settlement waits at most this long for a batch to join
 
 # Shared by the budget scripts. KEYS come in pairs per window: the hash, then the sorted set.
 _REAP = """
@@ -228,6 +239,71 @@ def _check_ids(windows: Sequence[Window]) -> None:
         raise ValueError("duplicate window ids")
 
 
+class _Pipeliner:
+    """Sends the script calls of one event-loop iteration as one pipeline."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._pending: list[tuple[Any, list[str], list[str | int | float], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._soon = False  # a flush at the end of this iteration is scheduled
+        self._later: asyncio.TimerHandle | None = None  # a delayed flush (settlements only)
+
+    def call(
+        self, script: Any, keys: list[str], args: list[str | int | float], *, urgent: bool = True
+    ) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, keys, args, fut))
+        if urgent:
+            if not self._soon:
+                self._soon = True
+                loop.call_soon(self._flush)
+        elif not self._soon and self._later is None:
+            self._later = loop.call_later(SETTLE_DELAY_S, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Any, list[str], list[str | int | float], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                script, keys, args, fut = batch[0]
+                results: list[Any] = [await script(keys=keys, args=args)]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for script, keys, args, _ in batch:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+                for i, (res, (script, keys, args, _)) in enumerate(zip(results, batch)):
+                    if isinstance(res, NoScriptError):  # Redis restarted or flushed its scripts
+                        results[i] = await script(keys=keys, args=args)
+        except BaseException as exc:
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else RedisError(repr(exc)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for res, (*_, fut) in zip(results, batch):
+            if fut.done():
+                continue
+            if isinstance(res, Exception):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+
 class RedisCounters:
     """`Counters` in Redis. The client is shared with the rest of the gateway: `close()` leaves
     it open (its owner closes it)."""
@@ -240,6 +316,7 @@ class RedisCounters:
         self._usage = client.register_script(_USAGE)
         self._seed = client.register_script(_SEED)
         self._rate = client.register_script(_RATE)
+        self._pipe = _Pipeliner(client)
 
     def _budget_keys(self, windows: Sequence[Window]) -> list[str]:
         keys = []
@@ -248,9 +325,11 @@ class RedisCounters:
             keys.append(f"{self._prefix}:budget-exp:{w.id}")
         return keys
 
-    async def _run(self, script: Any, keys: list[str], args: list[str | int | float]) -> list[int]:
+    async def _run(
+        self, script: Any, keys: list[str], args: list[str | int | float], *, urgent: bool = True
+    ) -> list[int]:
         try:
-            return await script(keys=keys, args=args)  # type: ignore[no-any-return]
+            return await self._pipe.call(script, keys, args, urgent=urgent)  # type: ignore[no-any-return]
         except (RedisError, OSError) as exc:
             raise CounterStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
@@ -286,7 +365,7 @@ class RedisCounters:
             return
         args: list[str | int | float] = [request_id, int(actual_nano)]
         args.extend(_window_ttl(w, now) for w in windows)
-        await self._run(self._settle, self._budget_keys(windows), args)
+        await self._run(self._settle, self._budget_keys(windows), args, urgent=False)
 
     async def usage(self, windows: Sequence[Window], now: float) -> tuple[WindowUsage, ...]:
         if not windows:
