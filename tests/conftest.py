@@ -41,3 +41,42 @@ def redis_prefix(redis_url: str):  # type: ignore[no-untyped-def]
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path):  # type: ignore[no-untyped-def]
+    """A Redis server of this test's own, empty (no scripts loaded, nothing stored), that the test
+    may stop (the machine's Redis is shared: tests never stop or flush it). `proc.args` is its
+    URL."""
+    import shutil
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: this test needs a Redis server of its own")
+    from tests.support import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = redis.Redis(port=port, socket_timeout=0.5)
+                client.ping()
+                client.close()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        proc.args = f"redis://127.0.0.1:{port}/0"  # type: ignore[misc] # the URL, for the test
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)

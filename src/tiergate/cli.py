@@ -10,6 +10,7 @@ settings and calls into the package.
     tiergate report     per deployment, group, team and experiment arm: requests, spend, latency,
                         errors, cache savings; recommendations computed from the data
     tiergate keys       virtual API keys: create | list | show | revoke | rotate
+    tiergate cache      the response cache: stats | clear [--partition]
 """
 
 from __future__ import annotations
@@ -361,6 +362,9 @@ keys_app = typer.Typer(
     help="Virtual API keys, directly in the configured database (the admin API's twin).",
 )
 app.add_typer(keys_app, name="keys")
+from .cache.cli import cache_app  # noqa: E402 - the sub-app is defined in its package
+
+app.add_typer(cache_app, name="cache")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text and tables")]
 _KEY_SHOWN_ONCE = "Store this key now: it cannot be shown again (only its digest is kept)."

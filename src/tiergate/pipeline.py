@@ -10,7 +10,8 @@ each stage is a call into its own module:
     eligible      privacy by location, the key's deployments/locations/residencies, then
                   constraints                                        (routing/eligible.py)
     admit         rate limits, budget rules and the reservation      (budget/manager.py)
-    cache         exact / semantic lookup                            (later: cache/)
+    cache         exact / semantic lookup in the request's partition (tenant, level): a hit is
+                  answered here (as JSON or as an SSE stream), the reservation released (cache/)
     route         order the candidates by the strategy                (routing/router.py)
     explain       `x-tiergate-explain: true` returns the trace here, nothing is called
     transform     per candidate: redact / pseudonymise               (privacy/)
@@ -19,6 +20,7 @@ each stage is a call into its own module:
                   429 and 5xx; other 4xx are returned as they are
     settle        usage (reported, else estimated) -> cost; the reservation is released and the
                   actual cost counted against every budget           (budget/)
+    store         a cacheable answer into the cache, after it was sent (streams once complete)
     record        request log row, batched off the hot path          (store/)
 
 The decision trace (`Decision`) is a value, so `explain` and the logs come from the same data.
@@ -30,6 +32,7 @@ import asyncio
 import base64
 import struct
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping, TypeVar
@@ -39,6 +42,12 @@ import orjson
 from .auth import Authenticator, Principal, build_authenticator
 from .budget.manager import Admission, BudgetManager
 from .budget.setup import build_budget_manager
+from .cache import CacheHit, ResponseCache
+from .cache.keys import CachePlan
+from .cache.keys import partition as cache_partition
+from .cache.keys import plan as cache_plan
+from .cache.keys import tenant as cache_tenant
+from .cache.sse import StreamAssembler, sse_events
 from .config.models import Deployment, Settings
 from .errors import (
     GatewayError,
@@ -71,6 +80,11 @@ from .store import RequestLogRecord, RequestLogWriter
 from .types import ChatRequest, ChatResult, ChatStream, StreamEvent, Usage
 
 T = TypeVar("T")
+
+# The privacy level of the request whose question the cache embeds with a routed embeddings
+# deployment: the embedding call obeys it like any other request (set around lookup and store).
+_cache_level: ContextVar[str] = ContextVar("tiergate_cache_level", default="PRIVATE")
+_INTERNAL = Principal("cache", is_admin=True)
 
 
 @dataclass(slots=True)
@@ -180,6 +194,9 @@ class Streaming:
         self._usage: Usage | None = None
         self._content_events = 0
         self._kept: list[str] | None = [] if gateway._log_bodies else None
+        plan = ctx.cache_plan
+        # A cacheable streamed answer is assembled as it goes out, and stored once complete.
+        self._assembler: StreamAssembler | None = StreamAssembler() if plan is not None and plan.store else None
 
     def _accept(self, ev: StreamEvent) -> bool:
         """Track usage; False for the usage-only chunk the client did not ask for."""
@@ -202,17 +219,24 @@ class Streaming:
             if restore is not None:
                 batch = restore(batch)
             if batch:
+                self._assemble(batch)
                 yield batch
             async for upstream_batch in self._stream:
                 batch = [ev for ev in upstream_batch if self._accept(ev)]
                 if restore is not None:
                     batch = restore(batch)
                 if batch:
+                    self._assemble(batch)
                     yield batch
             self._status = 200
         except UpstreamError as exc:
             self._status, self._error, self._failure = exc.status, exc.code, exc
             raise
+
+    def _assemble(self, batch: list[StreamEvent]) -> None:
+        if self._assembler is not None:
+            for ev in batch:
+                self._assembler.feed_data(ev.raw)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -236,6 +260,37 @@ class Streaming:
                 usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
             body = "\n".join(self._kept) if self._kept is not None else None
             self._gw._record(self._ctx, self._status, usage=usage, error_code=self._error, response_body=body)
+            if self._status == 200 and self._assembler is not None and self._assembler.complete():
+                raw = self._assembler.result_bytes()
+                d = self._ctx.deployment
+                if raw is not None and d is not None:
+                    self._gw._cache_store(self._ctx, d, raw, predicted_cost(d, usage.prompt_tokens,
+                                                                            usage.completion_tokens))
+
+
+class CachedStreaming(Streaming):
+    """A cache hit sent as an SSE stream (the request asked for `stream: true`)."""
+
+    def __init__(self, gateway: Gateway, ctx: _Call, raw: bytes, receipt: Receipt, decision: Decision) -> None:
+        self.receipt = receipt
+        self.decision = decision
+        self._gw, self._ctx, self._raw = gateway, ctx, raw
+        self._closed = False
+        self._status = 499
+
+    async def events(self) -> AsyncGenerator[list[StreamEvent], None]:
+        batch = []
+        for line in sse_events(self._raw, include_usage=self._ctx.req.include_usage):
+            payload = line[6:-2]  # b"data: " ... b"\n\n"
+            if payload != b"[DONE]":
+                batch.append(StreamEvent(payload))
+        yield batch
+        self._status = 200
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._gw._record(self._ctx, self._status)
 
 
 @dataclass(slots=True)
@@ -256,6 +311,11 @@ class _Call:
     # The pseudonymised/redacted body (computed once, for the candidates that need it).
     transformed: tuple[dict[str, Any], Restorer, dict[str, int]] | None = None
     admission: Admission | None = None  # budget reservation and rate-limit headers
+    cache_plan: CachePlan | None = None  # None: no cache configured
+    cache_part: str = ""  # the partition (tenant and level) the answer belongs to
+    cache_state: str | None = None  # x-tiergate-cache: hit, semantic-hit, miss, bypass
+    cache_hit: CacheHit | None = None
+    cached_from: Deployment | None = None  # the deployment that produced a cached answer
     tokens_estimate: int = 0  # prompt estimate + max_tokens: what rate limits count
 
 
@@ -289,6 +349,12 @@ class Gateway:
             settings, store.engine if store is not None else None, self.redis
         )
         self.keystore: KeyStore | None = self.auth.keystore
+        self.cache: ResponseCache | None = None
+        if settings.cache.enabled:
+            self.cache = ResponseCache.from_settings(
+                settings.cache, settings.redis, self.redis, self._cache_embedder(), detector=self.privacy.detector
+            )
+        self._tasks: set[asyncio.Task[Any]] = set()
         if any(d.rpm or d.tpm for d in settings.deployments):
             self.router.quota = self._deployment_quota
 
@@ -298,12 +364,18 @@ class Gateway:
         await self.router.start()
         await self.budget.policies.start()
         await self.auth.start()
+        if self.cache is not None:
+            await self.cache.warm_up()  # the semantic model, when a group uses it
 
     async def close(self) -> None:
         await self.router.close()
         await self.budget.policies.close()
         await self.budget.close()
         await self.auth.close()
+        if self._tasks:  # cache stores still running
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        if self.cache is not None:
+            await self.cache.close()
         if self.redis is not None:
             await self.redis.aclose()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
@@ -325,6 +397,10 @@ class Gateway:
             order = await self._decide(ctx, headers, ctx.req.body)  # classify ... route
             if order is None:  # explain
                 return Explained(ctx.decision)
+            if self.cache is not None:
+                hit = await self._cache_lookup(ctx, headers)  # cache
+                if hit is not None:
+                    return self._cached(ctx, hit)
             if ctx.req.stream:
                 return await self._call_stream(ctx, order)  # transform/audit/call
             return await self._call(ctx, order)
@@ -539,6 +615,74 @@ class Gateway:
             decision.routing = route.explain()
         return route.order
 
+    # ------------------------------------------------------------------ cache
+    async def _cache_lookup(self, ctx: _Call, headers: Mapping[str, str]) -> CacheHit | None:
+        """cache: the plan for this request (may it read, may it store) and the lookup."""
+        assert self.cache is not None
+        cfg = self.settings.cache
+        level = ctx.decision.privacy
+        plan = ctx.cache_plan = cache_plan(cfg, ctx.req.body, level, headers)
+        ctx.cache_state = plan.status or "miss"
+        if not (plan.lookup or plan.store):
+            return None
+        ctx.cache_part = cache_partition(cache_tenant(cfg.partition_by, ctx.principal.key_id, ctx.principal.team), level)
+        if not plan.lookup:
+            return None
+        _cache_level.set(level.name)
+        hit = await self.cache.lookup(ctx.req.model, ctx.cache_part, ctx.req.body, semantic=plan.semantic)
+        if hit is not None:
+            ctx.cache_state, ctx.cache_hit = hit.kind, hit
+        return hit
+
+    def _cached(self, ctx: _Call, hit: CacheHit) -> Completed | Streaming:
+        """A cache hit: the stored answer, with the receipt of the deployment that produced it;
+        nothing is charged (the reservation is released when the request is recorded)."""
+        meta, _, raw = hit.response.partition(b"\n")
+        name = meta.decode("utf-8", "replace")
+        d = self.deployments.get(name)
+        ctx.cached_from = d
+        extra = {**(ctx.admission.headers if ctx.admission is not None else {}), **hit.headers()}
+        receipt = Receipt(
+            ctx.request_id, name, d.location if d else "", d.residency if d else "", ctx.decision.privacy.name,
+            (time.perf_counter() - ctx.t0) * 1000.0, 0, "none", cost_usd=Decimal(0), extra=extra,
+        )
+        if ctx.req.stream:
+            ctx.ttft_s = time.perf_counter() - ctx.t0
+            return CachedStreaming(self, ctx, raw, receipt, ctx.decision)
+        self._record(ctx, 200, overhead_ms=receipt.overhead_ms)
+        return Completed(ChatResult(raw, None), receipt, ctx.decision)
+
+    def _cache_store(self, ctx: _Call, d: Deployment, raw: bytes, cost: Decimal) -> None:
+        """store: a complete answer into the request's partition, in the background (the client
+        already has it). The deployment's name goes first, for the receipt of later hits."""
+        plan = ctx.cache_plan
+        if self.cache is None or plan is None or not plan.store:
+            return
+        _cache_level.set(ctx.decision.privacy.name)  # copied into the task's context
+        envelope = d.name.encode() + b"\n" + raw
+        task = asyncio.get_running_loop().create_task(
+            self.cache.store(ctx.req.model, ctx.cache_part, ctx.req.body, envelope, cost, semantic=plan.semantic)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cache_embedder(self) -> Any:
+        """With `cache.semantic.embedder` naming a model group: its routed embeddings deployment,
+        called at the level of the request being cached (None: the local model, if installed)."""
+        name = self.settings.cache.semantic.embedder
+        if name == "local":
+            return None
+        from .cache.semantic import CallableEmbedder
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            out = await self.embed({"model": name, "input": texts}, principal=_INTERNAL,
+                                   headers={"x-tiergate-privacy": _cache_level.get()})
+            assert isinstance(out, Embedded)
+            data = orjson.loads(out.raw)["data"]
+            return [item["embedding"] for item in sorted(data, key=lambda x: x.get("index", 0))]
+
+        return CallableEmbedder(embed, name)
+
     def _transform_name(self, ctx: _Call, d: Deployment) -> str:
         if not self.privacy.applies_to(d.location, ctx.inspection):
             return "none"
@@ -592,6 +736,8 @@ class Gateway:
             ctx, 200, usage=usage, overhead_ms=receipt.overhead_ms,
             response_body=result.raw.decode("utf-8", "replace") if self._log_bodies else None,
         )
+        if ctx.cache_plan is not None and ctx.cache_plan.store:
+            self._cache_store(ctx, d, result.raw, receipt.cost_usd)  # store
         return Completed(result, receipt, ctx.decision)
 
     async def _call_embed(self, ctx: _Call, order: list[Deployment]) -> Embedded:
@@ -646,10 +792,12 @@ class Gateway:
 
     def _receipt(self, ctx: _Call, d: Deployment) -> Receipt:
         overhead = (time.perf_counter() - ctx.t0 - ctx.upstream_s) * 1000.0
+        extra = ctx.admission.headers if ctx.admission is not None else {}
+        if ctx.cache_state is not None:
+            extra = {**extra, "x-tiergate-cache": ctx.cache_state}
         return Receipt(
             ctx.request_id, d.name, d.location, d.residency, ctx.decision.privacy.name,
-            overhead, len(ctx.attempts), ctx.decision.transforms.get(d.name, "none"),
-            extra=ctx.admission.headers if ctx.admission is not None else {},
+            overhead, len(ctx.attempts), ctx.decision.transforms.get(d.name, "none"), extra=extra,
         )
 
     def _record(
@@ -659,6 +807,8 @@ class Gateway:
         """settle and record: the outcome into the learning statistics and the request log."""
         now = time.perf_counter()
         d = ctx.deployment
+        logged = d or ctx.cached_from  # a cache hit names the deployment that produced it
+        hit = ctx.cache_hit
         total_ms = (now - ctx.t0) * 1000.0
         upstream_ms = ctx.upstream_s * 1000.0
         cost = None
@@ -674,9 +824,9 @@ class Gateway:
             RequestLogRecord(
                 id=ctx.request_id,
                 model_group=ctx.req.model,
-                deployment=d.name if d else None,
-                location=d.location if d else None,
-                residency=d.residency if d else None,
+                deployment=logged.name if logged else None,
+                location=logged.location if logged else None,
+                residency=logged.residency if logged else None,
                 privacy_level=ctx.decision.privacy.name,
                 status_code=status,
                 latency_ms=total_ms,
@@ -701,6 +851,8 @@ class Gateway:
                 # Bodies only when the operator enabled store.log_bodies.
                 request_body=orjson.dumps(ctx.req.body).decode() if self._log_bodies else None,
                 response_body=response_body if self._log_bodies else None,
+                cache=ctx.cache_state,
+                saved_usd=hit.saved_usd if hit is not None else None,
             )
         )
 

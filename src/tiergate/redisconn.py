@@ -30,6 +30,13 @@ def _hiredis_packing(base: type) -> type:
 
     class HiredisPacking(base):  # type: ignore[misc, valid-type]
         def pack_command(self, *args: Any) -> list[bytes]:
+            first = args[0]
+            # A command name of several words ("SCRIPT LOAD") goes out as separate arguments,
+            # as redis-py's own packer sends it.
+            if isinstance(first, str) and " " in first:
+                args = (*first.split(), *args[1:])
+            elif isinstance(first, bytes) and b" " in first:
+                args = (*first.split(), *args[1:])
             return [hiredis.pack_command(args)]
 
     return HiredisPacking

@@ -47,7 +47,7 @@ def test_unknown_key_lists_allowed_and_suggests(write: Callable[..., Path]) -> N
 def test_unknown_top_level_and_section_keys(write: Callable[..., Path]) -> None:
     p = write("deployment: []\nserver: {prot: 1}\norigin: me\n")
     found = problems(p)
-    assert f"{p}: deployment: unknown key, did you mean 'deployments'? (allowed: server, store, privacy, routing, budgets, teams, redis, deployments, model_groups)" in found
+    assert f"{p}: deployment: unknown key, did you mean 'deployments'? (allowed: server, store, privacy, routing, budgets, teams, redis, cache, deployments, model_groups)" in found
     assert any(f.startswith(f"{p}: server.prot: unknown key, did you mean 'port'?") for f in found)
     assert any(f.startswith(f"{p}: origin: unknown key") for f in found)
 

@@ -187,6 +187,9 @@ class BudgetManager:
             "alerts": 0, "rate_limited": 0, "budget_exceeded": 0, "emergency": 0,
             "store_unavailable": 0, "uncounted": 0, "deployment_rate_limited": 0,
         }
+        self._settle_now: Callable[[str, Sequence[Window], int, float], None] | None = getattr(
+            counters, "settle_now", None
+        )
         self._webhook = self.cfg.alert_webhook
         self._session: Any = None
 
@@ -525,6 +528,9 @@ class BudgetManager:
             return
         adm.settled = True
         actual = to_nano(actual_usd) if actual_usd else 0
+        if self._settle_now is not None:  # in-process counters: nothing to wait for
+            self._settle_now(adm.request_id, adm.windows, actual, self.clock())
+            return
         self._spawn(self._settle(adm, actual))
 
     async def _settle(self, adm: Admission, actual_nano: int) -> None:

@@ -159,6 +159,10 @@ class MemoryCounters:
         return Reservation(False, self._usage(windows, now), by)
 
     async def settle(self, request_id: str, windows: Sequence[Window], actual_nano: int, now: float) -> None:
+        self.settle_now(request_id, windows, actual_nano, now)
+
+    def settle_now(self, request_id: str, windows: Sequence[Window], actual_nano: int, now: float) -> None:
+        """`settle` without a coroutine: the manager calls it directly (no task per request)."""
         if actual_nano < 0:
             raise ValueError("actual_nano must be >= 0")
         _check_ids(windows)

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..cache.config import CacheConfig
 from ..privacy.levels import parse_level
 from . import env as envconv
 from .errors import ConfigError
@@ -61,7 +62,7 @@ LOADER_ONLY: dict[type[BaseModel], frozenset[str]] = {
 }
 SECTIONS: dict[str, type[BaseModel]] = {
     "server": ServerConfig, "store": StoreConfig, "privacy": PrivacyConfig, "routing": RoutingConfig,
-    "budgets": BudgetsConfig, "redis": RedisConfig,
+    "budgets": BudgetsConfig, "redis": RedisConfig, "cache": CacheConfig,
 }
 #: Wire formats whose deployments need a base URL. The native adapters have their provider's
 #: default endpoint (Anthropic's, Gemini's AI Studio or Vertex AI, local Ollama, AWS Bedrock).

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..cache.config import CacheConfig
 from ..privacy.entities import ENTITY_TYPES
 
 Location = Literal["local", "sovereign", "cloud"]
@@ -386,6 +387,7 @@ class Settings(_Frozen):
     budgets: BudgetsConfig = BudgetsConfig()
     teams: dict[str, Limits] = Field(default_factory=dict)
     redis: RedisConfig = RedisConfig()
+    cache: CacheConfig = CacheConfig()
     deployments: tuple[Deployment, ...] = ()
     model_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Where the settings came from (file path, "environment", "defaults"), for banners.

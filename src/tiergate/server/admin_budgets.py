@@ -8,6 +8,8 @@
                                           replaces the config's limits of a global/team scope
     DELETE /admin/budgets/{scope}         back to the config's limits
     GET    /admin/report?days=30          `tiergate report` as JSON
+    GET    /admin/cache/stats[?partition=P]   the response cache: entries, hits, misses, savings
+    DELETE /admin/cache[?partition=P]         clear the cache (one partition or all)
 """
 
 from __future__ import annotations
@@ -130,9 +132,23 @@ def _needs_store(request: web.Request) -> Any:
     return store
 
 
+async def cache_stats(request: web.Request, gateway: Gateway) -> tuple[int, Any]:
+    from ..cache.admin import admin_stats
+
+    return await admin_stats(gateway.cache, request.query.get("partition") or None)
+
+
+async def cache_clear(request: web.Request, gateway: Gateway) -> tuple[int, Any]:
+    from ..cache.admin import admin_clear
+
+    return await admin_clear(gateway.cache, request.query.get("partition") or None)
+
+
 def add_budget_routes(app: web.Application) -> None:
     app.router.add_get("/admin/budgets", admin_route(list_budgets))
     app.router.add_get("/admin/budgets/{scope}", admin_route(get_budget))
     app.router.add_put("/admin/budgets/{scope}", admin_route(put_budget))
     app.router.add_delete("/admin/budgets/{scope}", admin_route(delete_budget))
     app.router.add_get("/admin/report", admin_route(report))
+    app.router.add_get("/admin/cache/stats", admin_route(cache_stats))
+    app.router.add_delete("/admin/cache", admin_route(cache_clear))
