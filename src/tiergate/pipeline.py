@@ -208,6 +208,8 @@ class Streaming:
         if usage is not None:
             self._usage = usage
             if not self._ctx.req.include_usage and not ev.data.get("choices"):
+                if self._assembler is not None:  # kept with a cached answer all the same
+                    self._assembler.feed_data(ev.raw)
                 return False
         return True
 
