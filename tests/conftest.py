@@ -80,3 +80,31 @@ def own_redis(tmp_path):  # type: ignore[no-untyped-def]
         if proc.poll() is None:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.fixture
+def pg_database(postgres_url: str):  # type: ignore[no-untyped-def]
+    """A database of this test's own on the PostgreSQL server (dropped afterwards), for gateway
+    processes: their store URL has no schema option, and their request log and counters must
+    start empty."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"tgtest_{uuid.uuid4().hex[:10]}"
+    admin = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    base, _, _db = admin.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -86,6 +86,8 @@ def serve(
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     workers = workers or settings.server.workers
+    if workers != settings.server.workers:  # the workers read it (e.g. shared budget counters)
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"workers": workers})})
     master = resolve_secret(settings.server.master_key)
     procs: list[Any] = []
     try:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import sqlite3
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -116,30 +115,6 @@ def _report_when(gw: GatewayProc, ready: Any, timeout: float = 10.0) -> dict[str
         time.sleep(0.05)
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A database of this test's own on the PostgreSQL server (dropped afterwards): the gateways'
-    request log and counters start empty."""
-    import asyncpg
-
-    name = f"tgtest_{uuid.uuid4().hex[:10]}"
-    admin = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    base, _, _db = admin.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def _two_gateways(tmp: Path, config: dict[str, Any]) -> list[GatewayProc]:
     gws: list[GatewayProc] = []
     try:
@@ -150,6 +125,21 @@ def _two_gateways(tmp: Path, config: dict[str, Any]) -> list[GatewayProc]:
             g.stop()
         raise
     return gws
+
+
+def test_two_workers_on_one_sqlite_file_share_the_budget_through_the_database(sim: Sim, tmp_path: Path) -> None:
+    """`--workers 2` without Redis: the budget counters live in the SQLite file both share."""
+    budget = PER_REQUEST * 20
+    gw = start_gateway(tmp_path, _config(sim, {"monthly_usd": str(budget), "max_request_share": 1.0,
+                                                "emergency_below": 0}), workers=2)
+    try:
+        status, body, _ = http_json("GET", f"{gw.base}/admin/budgets", headers=AUTH)
+        assert body["backend"] == "database"
+        results = asyncio.run(_fire([gw.url], 200))
+        spent = _check_overflow(results, 20)
+        assert spent <= budget
+    finally:
+        gw.stop()
 
 
 def test_500_concurrent_requests_over_two_gateways_sharing_postgres_and_redis(

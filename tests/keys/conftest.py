@@ -3,8 +3,6 @@ throwaway schema, or a throwaway database for gateway processes) and a migrated 
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -43,27 +41,3 @@ def keystore(store: Store) -> KeyStore:
 @pytest.fixture
 def sqlite_store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/data/tiergate.db"
-
-
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A database of this test's own on the PostgreSQL server (dropped afterwards), for gateway
-    processes (whose store URL has no schema option)."""
-    import asyncpg
-
-    name = f"tgkeys_{uuid.uuid4().hex[:10]}"
-    admin = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    base, _, _db = admin.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

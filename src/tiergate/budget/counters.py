@@ -38,6 +38,14 @@ def to_usd(nano: int) -> Decimal:
     return Decimal(nano) / NANO_PER_USD
 
 
+def check_args(windows: Sequence[Window], nano: int, name: str) -> None:
+    """What every backend refuses: a negative amount, the same window twice."""
+    if nano < 0:
+        raise ValueError(f"{name} must be >= 0")
+    if len(windows) > 1 and len({w.id for w in windows}) != len(windows):
+        raise ValueError("duplicate window ids")
+
+
 class CounterStoreUnavailable(Exception):
     """The shared counter store (Redis, the database) did not answer."""
 

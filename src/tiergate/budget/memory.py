@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 
-from .counters import RateLimit, RateResult, RateState, Reservation, Window, WindowUsage
+from .counters import RateLimit, RateResult, RateState, Reservation, Window, WindowUsage, check_args
 
 _INF = math.inf
 SWEEP_EVERY_S = 60.0
@@ -77,11 +77,6 @@ class _Buckets:
         self.total += cost
 
 
-def _check_ids(windows: Sequence[Window]) -> None:
-    if len(windows) > 1 and len({w.id for w in windows}) != len(windows):
-        raise ValueError("duplicate window ids")
-
-
 def rate_state(
     limit: RateLimit, used: int, fits: bool, buckets: Sequence[Sequence[int]], newest: int | None,
     now: float,
@@ -120,9 +115,7 @@ class MemoryCounters:
     async def reserve(
         self, request_id: str, windows: Sequence[Window], amount_nano: int, ttl_s: float, now: float
     ) -> Reservation:
-        if amount_nano < 0:
-            raise ValueError("amount_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, amount_nano, "amount_nano")
         if amount_nano == 0:
             return Reservation(True, self._usage(windows, now))
         if now >= self._next_sweep:
@@ -163,9 +156,7 @@ class MemoryCounters:
 
     def settle_now(self, request_id: str, windows: Sequence[Window], actual_nano: int, now: float) -> None:
         """`settle` without a coroutine: the manager calls it directly (no task per request)."""
-        if actual_nano < 0:
-            raise ValueError("actual_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, actual_nano, "actual_nano")
         budgets = self._budgets
         for w in windows:
             b = budgets.get(w.id)

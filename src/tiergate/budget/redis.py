@@ -49,6 +49,7 @@ from .counters import (
     Reservation,
     Window,
     WindowUsage,
+    check_args,
 )
 
 if TYPE_CHECKING:
@@ -234,11 +235,6 @@ def _window_ttl(w: Window, now: float) -> int:
     return max(int(w.ends_at + WINDOW_GRACE_S - now), MIN_WINDOW_TTL_S)
 
 
-def _check_ids(windows: Sequence[Window]) -> None:
-    if len(windows) > 1 and len({w.id for w in windows}) != len(windows):
-        raise ValueError("duplicate window ids")
-
-
 class _Pipeliner:
     """Sends the script calls of one event-loop iteration as one pipeline."""
 
@@ -338,9 +334,7 @@ class RedisCounters:
     async def reserve(
         self, request_id: str, windows: Sequence[Window], amount_nano: int, ttl_s: float, now: float
     ) -> Reservation:
-        if amount_nano < 0:
-            raise ValueError("amount_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, amount_nano, "amount_nano")
         if not windows:
             return Reservation(True, ())
         args: list[str | int | float] = [request_id, int(amount_nano), repr(now), repr(now + ttl_s)]
@@ -358,9 +352,7 @@ class RedisCounters:
         return Reservation(True, usage)
 
     async def settle(self, request_id: str, windows: Sequence[Window], actual_nano: int, now: float) -> None:
-        if actual_nano < 0:
-            raise ValueError("actual_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, actual_nano, "actual_nano")
         if not windows:
             return
         args: list[str | int | float] = [request_id, int(actual_nano)]

@@ -56,6 +56,7 @@ from .counters import (
     Reservation,
     Window,
     WindowUsage,
+    check_args,
 )
 
 log = logging.getLogger("tiergate.budget.sql")
@@ -84,11 +85,6 @@ def _is_unavailable(exc: BaseException) -> bool:
             state = getattr(orig.__cause__, "sqlstate", None)
         return isinstance(state, str) and state[:2] in _UNAVAILABLE_SQLSTATE
     return False
-
-
-def _check_ids(windows: Sequence[Window]) -> None:
-    if len(windows) > 1 and len({w.id for w in windows}) != len(windows):
-        raise ValueError("duplicate window ids")
 
 
 class SQLCounters:
@@ -147,9 +143,7 @@ class SQLCounters:
     async def reserve(
         self, request_id: str, windows: Sequence[Window], amount_nano: int, ttl_s: float, now: float
     ) -> Reservation:
-        if amount_nano < 0:
-            raise ValueError("amount_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, amount_nano, "amount_nano")
         if amount_nano == 0 or not windows:
             return Reservation(True, await self.usage(windows, now))
         if now >= self._next_sweep:
@@ -222,9 +216,7 @@ class SQLCounters:
         return others, own, expired
 
     async def settle(self, request_id: str, windows: Sequence[Window], actual_nano: int, now: float) -> None:
-        if actual_nano < 0:
-            raise ValueError("actual_nano must be >= 0")
-        _check_ids(windows)
+        check_args(windows, actual_nano, "actual_nano")
         if not windows:
             return
         ordered = sorted(windows, key=lambda w: w.id)
