@@ -156,9 +156,8 @@ def test_500_concurrent_requests_over_two_gateways_sharing_postgres_and_redis(
         results = asyncio.run(_fire([g.url for g in gws], 500))
         spent = _check_overflow(results, 50)
         assert spent <= budget + PER_REQUEST
-        # Both gateways served some of the 50: the budget really was shared.
-        served = Counter(i % 2 for i, (st, _, _) in enumerate(results) if st == 200)
-        assert set(served) == {0, 1}, served
+        # Exactly 50 over both: each gateway alone would have admitted 50, so the budget was
+        # shared (which gateway got them is up to scheduling).
     finally:
         for g in gws:
             g.stop()

@@ -433,6 +433,7 @@ class HealthMonitor:
         self._max_concurrent = max_concurrent
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
         self._gate: asyncio.Semaphore | None = None
 
     @property
@@ -450,15 +451,17 @@ class HealthMonitor:
             self._tasks[name] = asyncio.create_task(self._loop(name, provider), name=f"health-probe:{name}")
 
     async def stop(self) -> None:
+        self._stopping = True  # a loop that missed its cancellation still ends at its next turn
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = False
 
     async def _loop(self, name: str, provider: Provider) -> None:
         await asyncio.sleep(self._rng.uniform(0.0, self.interval_s))
-        while True:
+        while not self._stopping:
             await self.probe(name, provider)
             spread = 1.0 + self.jitter * (2.0 * self._rng.random() - 1.0)
             await asyncio.sleep(self.interval_s * spread)
@@ -469,8 +472,11 @@ class HealthMonitor:
             self._gate = asyncio.Semaphore(self._max_concurrent)
         async with self._gate:
             try:
-                health = await asyncio.wait_for(provider.health(), self.timeout_s)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                # that arrives as the probe completes, and the monitor would never stop.
+                async with asyncio.timeout(self.timeout_s):
+                    health = await provider.health()
+            except TimeoutError:
                 self.registry.record_probe(name, False, error=f"probe timed out after {self.timeout_s:g} s")
                 return False
             except Exception as exc:  # noqa: BLE001 - a broken adapter must not end the monitor
