@@ -15,6 +15,9 @@ Rate limits: a sliding window of `window_s` one-second buckets per limit id; a r
 only if for every limit `used + cost <= limit`, and then counted in all of them (all-or-nothing).
 `used` counts the buckets of the last `window_s` seconds (the current second included).
 
+Window is frozen (a dict key, made once per budget period); the values made for every request
+are plain slotted dataclasses (a frozen dataclass's __init__ costs several times more).
+
 Every backend implements `Counters`; `CounterStoreUnavailable` means the shared store could not be
 reached (the caller decides to refuse or admit uncounted, per budget).
 """
@@ -59,7 +62,7 @@ class Window:
     ends_at: float  # epoch seconds of the reset; counters may be dropped a while after this
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowUsage:
     id: str
     limit_nano: int
@@ -71,14 +74,14 @@ class WindowUsage:
         return max(0, self.limit_nano - self.spent_nano - self.reserved_nano)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reservation:
     ok: bool
     usage: tuple[WindowUsage, ...]  # per window, in the order given: after reserving when ok
     refused_by: str | None = None  # id of the first window without room
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateLimit:
     id: str  # e.g. "key:key_ab12|rpm", "deployment:groq-llama|tpm"
     limit: int
@@ -86,7 +89,7 @@ class RateLimit:
     window_s: int = 60
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateState:
     id: str
     limit: int
@@ -95,7 +98,7 @@ class RateState:
     retry_after_s: float  # refused: until `cost` would fit (window_s when cost > limit); else 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateResult:
     ok: bool
     states: tuple[RateState, ...]  # per limit, in the order given

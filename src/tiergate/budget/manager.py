@@ -61,7 +61,7 @@ from .counters import (
     to_usd,
 )
 from .policies import Policies
-from .pricing import is_free, max_cost
+from .pricing import is_free, max_cost_nano, pico_per_token
 from .windows import PERIODS, WindowClock, period_of, scope_of
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ class BudgetManager:
         self._seeded: set[str] = set()
         self._alerted: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._prices = {d.name: pico_per_token(d) for d in settings.deployments}  # int math per request
         self._quota = {
             d.name: d for d in settings.deployments if d.rpm is not None or d.tpm is not None
         }
@@ -251,7 +252,11 @@ class BudgetManager:
         adm = Admission(request_id)
         limits = self._limits(scopes, prompt_tokens + out_tokens)
         windows = self._windows(scopes, now)
-        estimates = {d.name: to_nano(max_cost(d, prompt_tokens, out_tokens)) for d in candidates if not is_free(d)}
+        prices = self._prices
+        estimates = {
+            d.name: max_cost_nano(prices[d.name] if d.name in prices else pico_per_token(d), prompt_tokens, out_tokens)
+            for d in candidates if not is_free(d)
+        }
         nano = max(estimates.values(), default=0) if windows and not dry_run else 0
         if windows and estimates:
             try:

@@ -11,7 +11,7 @@ what budgets reserve and what `max_cost` routing compares.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from ..config.models import Deployment
 from ..routing.eligible import predicted_cost
@@ -32,3 +32,16 @@ def actual_cost(d: Deployment, usage: Usage) -> Decimal:
 
 def is_free(d: Deployment) -> bool:
     return d.price.input == 0 and d.price.output == 0
+
+
+def pico_per_token(d: Deployment) -> tuple[int, int]:
+    """(input, output) price in pico-dollars (1e-12 USD) per token, rounded up: USD per 1M tokens
+    x 1e6. Exact for prices with up to six decimals, so estimates on the hot path are int math."""
+    return tuple(  # type: ignore[return-value]
+        int((p * 1_000_000).to_integral_value(rounding=ROUND_CEILING)) for p in (d.price.input, d.price.output)
+    )
+
+
+def max_cost_nano(prices: tuple[int, int], prompt_tokens: int, max_tokens: int) -> int:
+    """`max_cost` in nano-dollars (rounded up) from `pico_per_token` prices."""
+    return -(-(prices[0] * prompt_tokens + prices[1] * max_tokens) // 1000)

@@ -48,16 +48,15 @@ class WindowClock:
 
     def __init__(self, timezone: str) -> None:
         self.tz = zone(timezone)
-        self._cache: dict[tuple[str, Period, int], tuple[float, float, Window]] = {}
+        self._cache: dict[tuple[str, Period, Decimal], tuple[float, float, Window]] = {}
 
     def window(self, scope: str, period: Period, limit_usd: Decimal, now: float) -> Window:
-        limit_nano = to_nano(limit_usd)
-        key = (scope, period, limit_nano)
+        key = (scope, period, limit_usd)
         hit = self._cache.get(key)
         if hit is not None and hit[0] <= now < hit[1]:
             return hit[2]
         label, start, end = period_bounds(period, now, self.tz)
-        w = Window(f"{scope}|{period}|{label}", limit_nano, end.timestamp())
+        w = Window(f"{scope}|{period}|{label}", to_nano(limit_usd), end.timestamp())
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (start.timestamp(), end.timestamp(), w)
