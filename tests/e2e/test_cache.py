@@ -256,3 +256,38 @@ def _indexed(g: GatewayProc) -> int:
     """Questions in the gateway's semantic index."""
     status, stats, _ = http_json("GET", f"{g.base}/admin/cache/stats", headers=ADMIN)
     return int(stats.get("semantic_index_entries") or 0)
+
+
+def test_a_routed_embeddings_deployment_sees_only_what_the_request_may_send(tmp_path: Path) -> None:
+    """`semantic.embedder: <model group>`: questions are embedded by that group's deployment at the
+    privacy level of the request being cached, so a SENSITIVE question never reaches a cloud
+    embeddings deployment (the semantic cache misses instead; the answer is unaffected)."""
+    chat_sim, emb_sim = start_sim(tmp_path, "local"), start_sim(tmp_path, "cloud")
+    g = None
+    try:
+        g = start_gateway(tmp_path, {
+            "deployments": [deployment("office", chat_sim, "local"),
+                            deployment("emb-cloud", emb_sim, "cloud", capabilities=["embeddings"])],
+            "model_groups": {"faq2": ["office"], "emb": ["emb-cloud"]},
+            "cache": {"enabled": True, "semantic": {"enabled_groups": ["faq2"], "embedder": "emb",
+                                                     "timeout_ms": 10000}},
+            "routing": {"health_probe_interval_s": 0},
+        })
+        q = {"model": "faq2", "temperature": 0, "max_tokens": 20,
+             "messages": [{"role": "user", "content": "How long does a card replacement take?"}]}
+        status, _, h = post(g, q)
+        assert status == 200 and h["x-tiergate-cache"] == "miss"
+        _wait_for(lambda: upstream_calls(emb_sim) >= 1)  # the question was embedded (PUBLIC)
+        before = upstream_calls(emb_sim)
+        sensitive = {**q, "messages": [{"role": "user", "content": "How long does a replacement card take?"}]}
+        for _ in range(2):
+            status, out, h = post(g, sensitive, {"x-tiergate-privacy": "SENSITIVE"})
+            assert status == 200 and out["choices"][0]["message"]["content"]
+            assert h["x-tiergate-cache"] in ("miss", "hit")
+        time.sleep(0.3)  # give a (wrongly) routed embedding call time to arrive
+        assert upstream_calls(emb_sim) == before
+    finally:
+        if g is not None:
+            g.stop()
+        chat_sim.stop()
+        emb_sim.stop()
