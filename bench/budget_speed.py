@@ -200,16 +200,8 @@ def bench_gateway(rounds: int, duration: float, warmup: float, conns: int, redis
         d.mkdir(parents=True, exist_ok=True)
     if not (shutil.which("nginx") and shutil.which("wrk") and R.ECHO_MODULE.exists()):
         raise RuntimeError("nginx, its echo module and wrk are needed (bench/run.sh installs them)")
-    prefix = R.WORK / "nginx"
-    for d in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (prefix / d).mkdir(parents=True, exist_ok=True)
-    nginx_port = R.free_port()
-    conf = prefix / "nginx-budget.conf"
-    conf.write_text(R.nginx_conf(prefix, nginx_port).replace(f"{prefix}/nginx.pid", f"{prefix}/nginx-budget.pid"))
-    nginx = R.start_process("nginx-budget", ["nginx", "-p", str(prefix), "-c", str(conf)])
-    R.NGINX_PID = nginx.pid
-    direct = R.Direct(nginx_port)
-    direct.port, direct.proc = nginx_port, nginx
+    direct = R.start_fixture_nginx("nginx-budget")
+    nginx, nginx_port = direct.proc, direct.port
     # mode -> (extra config, workers). One worker on SQLite keeps the counters in memory (the
     # default setup); two workers share them through Redis, or without Redis through the database.
     redis_cfg = f'redis: {{url: "{redis_url}", prefix: "tgbench-{uuid.uuid4().hex[:8]}"}}\n' if redis_url else ""

@@ -83,16 +83,8 @@ def main() -> int:
         def extra_headers(self, variant: str) -> dict:
             return dict(self._headers)
 
-    prefix = R.WORK / "nginx"
-    for d in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (prefix / d).mkdir(parents=True, exist_ok=True)
-    nginx_port = R.free_port()
-    conf = prefix / "nginx-cache.conf"
-    conf.write_text(R.nginx_conf(prefix, nginx_port).replace(f"{prefix}/nginx.pid", f"{prefix}/nginx-cache.pid"))
-    nginx = R.start_process("nginx-cache", ["nginx", "-p", str(prefix), "-c", str(conf)])
-    R.NGINX_PID = nginx.pid
-    direct = R.Direct(nginx_port)
-    direct.port, direct.proc = nginx_port, nginx
+    direct = R.start_fixture_nginx("nginx-cache")
+    nginx, nginx_port = direct.proc, direct.port
     on = Gateway(nginx_port, "tiergate-cache-on", True, {})
     off = Gateway(nginx_port, "tiergate-cache-off", False, {})
     miss = Gateway(nginx_port, "tiergate-cache-on", True, {"Cache-Control": "no-cache"})

@@ -633,16 +633,8 @@ def bench_gateway(quick: bool, rounds: int, duration: float, warmup: float, conn
 
     results: dict = {"prompts": prompt_info, "cells": [], "verify": {}}
     cap = Capture()
-    prefix = WORK / "nginx"
-    for d in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (prefix / d).mkdir(parents=True, exist_ok=True)
-    nginx_port = R.free_port()
-    conf = prefix / "nginx-privacy.conf"
-    conf.write_text(R.nginx_conf(prefix, nginx_port).replace(f"{prefix}/nginx.pid", f"{prefix}/nginx-privacy.pid"))
-    nginx = R.start_process("nginx-privacy", ["nginx", "-p", str(prefix), "-c", str(conf)])
-    R.NGINX_PID = nginx.pid
-    direct = R.Direct(nginx_port)
-    direct.port, direct.proc = nginx_port, nginx
+    direct = R.start_fixture_nginx("nginx-privacy")
+    nginx, nginx_port = direct.proc, direct.port
     gws = {}
     try:
         R.wait_healthy(direct, 10)

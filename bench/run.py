@@ -598,6 +598,24 @@ class Portkey(Target):
 TARGET_CLASSES = {"direct": Direct, "tiergate": Tiergate, "litellm": LiteLLM, "portkey": Portkey}
 
 
+def start_fixture_nginx(name: str) -> "Direct":
+    """Another nginx serving the fixtures (bench/privacy_speed.py, budget_speed.py,
+    cache_speed.py): its own config and pid file under bench/.work/nginx, on a free port; the
+    returned target's `proc` is the nginx to stop."""
+    global NGINX_PID
+    prefix = WORK / "nginx"
+    for d in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (prefix / d).mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = prefix / f"{name}.conf"
+    conf.write_text(nginx_conf(prefix, port).replace(f"{prefix}/nginx.pid", f"{prefix}/{name}.pid"))
+    nginx = start_process(name, ["nginx", "-p", str(prefix), "-c", str(conf)])
+    NGINX_PID = nginx.pid
+    direct = Direct(port)
+    direct.port, direct.proc = port, nginx
+    return direct
+
+
 def wait_healthy(t: Target, timeout: float) -> float:
     """Seconds from launch to the first 200 on the health endpoint."""
     t0 = time.monotonic()

@@ -62,7 +62,7 @@ from .counters import (
 )
 from .policies import Policies
 from .pricing import is_free, max_cost_nano, pico_per_token
-from .windows import PERIODS, WindowClock, period_of, scope_of
+from .windows import WindowClock, period_of, scope_of
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -577,12 +577,7 @@ class BudgetManager:
     async def status(self, scopes: Sequence[Scope]) -> list[dict[str, Any]]:
         """Each budget of `scopes` now: limit, spent, reserved, remaining, reset (admin API)."""
         now = self.clock()
-        windows: list[Window] = []
-        for s in scopes:
-            for period in PERIODS:
-                limit = s.limits.daily_usd if period == "daily" else s.limits.monthly_usd
-                if limit is not None:
-                    windows.append(self.windows.window(s.name, period, limit, now))
+        windows = self._windows(scopes, now)
         if not windows:
             return []
         await self._ensure_seeded(windows)
